@@ -1,0 +1,147 @@
+"""Datasets as lists of :class:`Utterance`: readers for RAVDESS, MELD, IEMOCAP and generic manifests.
+
+>>> from emollm.data import load_corpus, to_dataset
+>>> train = load_corpus("ravdess", "train")  # doctest: +SKIP
+>>> to_dataset(train)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from emollm.data.iemocap import read_iemocap
+from emollm.data.manifest import LabelMapper, read_manifest
+from emollm.data.meld import read_meld, repair_text
+from emollm.data.ravdess import parse_ravdess_name, read_ravdess
+from emollm.data.schema import Turn, Utterance, to_dataset
+from emollm.data.splits import (
+    RAVDESS_SPLITS,
+    check_disjoint_speakers,
+    iemocap_split,
+    leave_one_speaker_out,
+    ravdess_split,
+    speaker_folds,
+    split_by_speaker,
+)
+from emollm.errors import ConfigError, DataError
+from emollm.labels import LabelSet
+
+__all__ = [
+    "CORPORA",
+    "LabelMapper",
+    "Turn",
+    "Utterance",
+    "check_disjoint_speakers",
+    "iemocap_split",
+    "leave_one_speaker_out",
+    "load_corpus",
+    "parse_ravdess_name",
+    "ravdess_split",
+    "read_iemocap",
+    "read_manifest",
+    "read_meld",
+    "read_ravdess",
+    "repair_text",
+    "speaker_folds",
+    "split_by_speaker",
+    "to_dataset",
+]
+
+# Corpus name -> the split names load_corpus accepts for it (None means "all").
+CORPORA: dict[str, tuple[str, ...]] = {
+    "ravdess": tuple(RAVDESS_SPLITS),
+    "meld": ("train", "dev", "test", "all"),
+    "iemocap": ("train", "test", "all"),
+    "manifest:PATH": ("all", "<any value of the manifest's split column>"),
+}
+IEMOCAP_TEST_SESSION = 5
+
+Labels = str | LabelSet | Sequence[str] | None
+
+
+def _check_split(corpus: str, split: str) -> None:
+    if split not in CORPORA[corpus]:
+        raise DataError(f"unknown {corpus} split {split!r}; accepted: {list(CORPORA[corpus])}")
+
+
+def _load_meld(root: Path, split: str, labels: Labels, context_turns: int | None) -> list[Utterance]:
+    _check_split("meld", split)
+    if split != "all":
+        return read_meld(root, split=split, labels=labels or "meld7", context_turns=context_turns)
+    present = [s for s in ("train", "dev", "test") if (root / f"{s}_sent_emo.csv").is_file()]
+    if not present:
+        raise DataError(f"MELD folder {str(root)!r} has none of train/dev/test_sent_emo.csv")
+    return [
+        u
+        for s in present
+        for u in read_meld(root, split=s, labels=labels or "meld7", context_turns=context_turns)
+    ]
+
+
+def _load_iemocap(root: Path, split: str, labels: Labels, context_turns: int | None) -> list[Utterance]:
+    _check_split("iemocap", split)
+    test = [IEMOCAP_TEST_SESSION]
+    sessions = {"train": [s for s in range(1, 6) if s not in test], "test": test, "all": None}[split]
+    return read_iemocap(root, sessions=sessions, labels=labels or "iemocap4", context_turns=context_turns)
+
+
+def _load_manifest(path: Path, split: str, labels: Labels) -> list[Utterance]:
+    utterances = read_manifest(path, labels=labels)
+    if split == "all":
+        return utterances
+    seen = sorted({str(u.meta["split"]) for u in utterances if u.meta.get("split") is not None})
+    if split not in seen:
+        raise DataError(
+            f"manifest {str(path)!r} has no rows with split {split!r}; accepted: ['all'] + the values of "
+            f"its 'split' column: {seen}"
+        )
+    return [u for u in utterances if str(u.meta.get("split")) == split]
+
+
+def load_corpus(
+    spec: str,
+    split: str | None = None,
+    *,
+    data_root: str | Path = "../shared/data",
+    labels: Labels = None,
+    context_turns: int | None = None,
+) -> list[Utterance]:
+    """Load a corpus, or one split of it, by name.
+
+    ==================  =========================================  ========================================
+    spec                reads                                      splits
+    ==================  =========================================  ========================================
+    ``ravdess``         ``<data_root>/ravdess``                    train (actors 1-14), dev (15-18),
+                                                                   test (19-24), all
+    ``meld``            ``<data_root>/meld/<split>_sent_emo.csv``  train, dev, test, all (every file present)
+    ``iemocap``         ``<data_root>/iemocap`` (full release)     train (sessions 1-4), test (5), all
+    ``manifest:PATH``   PATH (relative to the working directory)   all, or a value of its ``split`` column
+    ==================  =========================================  ========================================
+
+    Args:
+        spec: Corpus name, see the table.
+        split: Split name; None means ``"all"``.
+        data_root: Folder holding the corpora.
+        labels: Label set to map to; default the corpus's own (ravdess8, meld7, iemocap4; manifests keep
+            their labels as written).
+        context_turns: Keep only the last N context turns (MELD, IEMOCAP).
+
+    Raises:
+        ConfigError: for an unknown spec.
+        DataError: for an unknown split name (listing the accepted ones) or missing/malformed data.
+
+    >>> load_corpus("ravdess", "dev", data_root="../shared/data")  # doctest: +SKIP
+    """
+    split = "all" if split is None else split
+    data_root = Path(data_root)
+    if spec.startswith("manifest:"):
+        return _load_manifest(Path(spec[len("manifest:") :]), split, labels)
+    if spec == "ravdess":
+        _check_split("ravdess", split)
+        return ravdess_split(read_ravdess(data_root / "ravdess", labels=labels or "ravdess8"), split)
+    if spec == "meld":
+        return _load_meld(data_root / "meld", split, labels, context_turns)
+    if spec == "iemocap":
+        return _load_iemocap(data_root / "iemocap", split, labels, context_turns)
+    raise ConfigError(f"unknown corpus {spec!r}; accepted: {list(CORPORA)}")

@@ -1,0 +1,120 @@
+"""Prompt templates: files in ``prompts/`` rendered by one function with the model's chat template.
+
+A template is a Jinja file that renders the *user message*; :func:`render_prompt` wraps it in the
+tokenizer's chat template with the generation prompt appended. Strategies are the template names shipped in
+``prompts/`` (``minimal``, ``cot``); a path to any ``.jinja`` file works too.
+
+Variables every template receives: ``transcript`` (str), ``labels`` (list of str), ``context`` (list of
+``{speaker, text}`` turns, oldest first, already cut to the window), ``speaker`` (str or None) and
+``prosody`` (a description of how it was said, or None).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import jinja2
+
+from emollm.errors import ConfigError
+from emollm.labels import LabelSet, get_label_set
+
+SYSTEM_PROMPT = "You are an expert in emotion recognition from speech and conversation."
+
+
+def prompts_dir() -> Path:
+    """Folder of the shipped templates: ``emollm/prompts`` in a wheel, ``prompts/`` in a source checkout."""
+    packaged = Path(__file__).parent / "prompts"
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).parent.parent / "prompts"
+    if source.is_dir():
+        return source
+    raise ConfigError(f"prompt templates not found in {packaged} or {source}; reinstall emollm")
+
+
+def list_strategies() -> list[str]:
+    """Names of the shipped templates (the accepted ``strategy`` values)."""
+    return sorted(path.stem for path in prompts_dir().glob("*.jinja"))
+
+
+@functools.lru_cache(maxsize=64)
+def load_template(strategy: str) -> jinja2.Template:
+    """The template for a strategy name or a path to a ``.jinja`` file.
+
+    Raises:
+        ConfigError: for an unknown name or a missing file, listing the shipped strategies.
+    """
+    path = Path(strategy).expanduser()
+    if strategy.endswith(".jinja") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"prompt template file {strategy!r} does not exist")
+    else:
+        path = prompts_dir() / f"{strategy}.jinja"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown prompt strategy {strategy!r}; accepted: {list_strategies()} or a path to a "
+                f".jinja file"
+            )
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    return env.from_string(path.read_text(encoding="utf-8"))
+
+
+def render_user_message(
+    strategy: str,
+    *,
+    transcript: str | None,
+    labels: str | LabelSet | Sequence[str],
+    context: Sequence | None = None,
+    context_turns: int | None = None,
+    speaker: str | None = None,
+    prosody: str | None = None,
+) -> str:
+    """Render a template to the user message text (no chat formatting).
+
+    Args:
+        strategy: Template name (see :func:`list_strategies`) or path.
+        transcript: What was said; None or "" renders as an unknown transcript.
+        labels: Label-set name, LabelSet or list of labels to offer.
+        context: Earlier turns (objects with ``speaker`` and ``text``, or dicts), oldest first.
+        context_turns: Keep only the last N turns of ``context`` (None keeps all, 0 none).
+        speaker: Who is speaking, if known.
+        prosody: Description of the voice, if any.
+
+    >>> print(render_user_message("minimal", transcript="Leave me alone.", labels=["sad", "angry"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Classify the emotion of the speaker in the utterance below.
+    Utterance: "Leave me alone."
+    Possible emotions: sad, angry.
+    Answer with exactly one emotion from the list and nothing else.
+    """
+    turns = list(context or [])
+    if context_turns is not None:
+        if context_turns < 0:
+            raise ConfigError(f"context_turns must be >= 0, got {context_turns}")
+        turns = turns[len(turns) - context_turns :] if context_turns else []
+    turns = [t if isinstance(t, dict) else {"speaker": t.speaker, "text": t.text} for t in turns]
+    text = load_template(strategy).render(
+        transcript=transcript or "(transcript unknown)",
+        labels=list(get_label_set(labels).labels),
+        context=turns,
+        speaker=speaker,
+        prosody=prosody,
+    )
+    return "\n".join(line for line in text.strip().splitlines() if line.strip())
+
+
+def render_prompt(tokenizer, strategy: str, *, system: str | None = SYSTEM_PROMPT, **fields) -> str:
+    """Render a template and wrap it in ``tokenizer``'s chat template, ready for generation.
+
+    ``fields`` are passed to :func:`render_user_message`. Tokenizers without a chat template get the
+    plain message followed by a newline.
+    """
+    message = render_user_message(strategy, **fields)
+    if not getattr(tokenizer, "chat_template", None):
+        return message + "\n"
+    messages = [{"role": "user", "content": message}]
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

