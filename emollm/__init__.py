@@ -1,0 +1,50 @@
+"""emollm: LLM-based emotion recognition and emotion reasoning.
+
+Light names import at once; the ones that need torch or transformers load on first use, so
+``import emollm`` stays fast.
+
+>>> import emollm
+>>> emollm.normalize_label("Joyful", "meld7")
+'joy'
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from emollm.errors import AlignmentError, AudioError, ConfigError, DataError, EmollmError, ModelError
+from emollm.labels import LABEL_SETS, get_label_set, normalize_label
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported on first attribute access
+_LAZY = {
+    "load_base_model": "emollm.modeling.base",
+    "DEFAULT_MODEL": "emollm.modeling.base",
+    "score_labels": "emollm.modeling.lm",
+    "generate": "emollm.modeling.lm",
+    "render_prompt": "emollm.prompting",
+    "parse_completion": "emollm.parsing",
+    "compute_metrics": "emollm.evaluation.metrics",
+    "Utterance": "emollm.data",
+    "load_corpus": "emollm.data",
+}
+
+__all__ = [
+    "LABEL_SETS",
+    "AlignmentError",
+    "AudioError",
+    "ConfigError",
+    "DataError",
+    "EmollmError",
+    "ModelError",
+    "get_label_set",
+    "normalize_label",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'emollm' has no attribute {name!r}")

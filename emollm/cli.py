@@ -115,9 +115,21 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Hide the per-load progress bars and advice of transformers; emollm prints what matters."""
+    import logging
+
+    logging.basicConfig(format="emollm: %(message)s", level=logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emollm`` console script."""
     args = make_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return args.func(args)
     except EmollmError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -13,10 +14,18 @@ import soundfile as sf
 from emollm.data import (
     Turn,
     Utterance,
+    check_disjoint_speakers,
+    iemocap_split,
+    leave_one_speaker_out,
+    load_corpus,
+    ravdess_split,
     read_iemocap,
+    read_manifest,
     read_meld,
     read_ravdess,
     repair_text,
+    speaker_folds,
+    split_by_speaker,
     to_dataset,
 )
 from emollm.errors import ConfigError, DataError
@@ -135,8 +144,11 @@ def test_ravdess_malformed_inputs(tmp_path: Path, ravdess_release: Path):
     (root / "manifest.csv").write_text(text)
     with pytest.raises(DataError, match="emotion 'happy' contradicts the file name"):
         read_ravdess(root)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="neither manifest.csv nor Actor_XX"):
-        read_ravdess(tmp_path / "contradiction" / ".." / "empty" if (tmp_path / "empty").mkdir() else "")
+        read_ravdess(tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        read_ravdess(tmp_path / "missing")
     with pytest.raises(ConfigError, match="actors must be whole numbers 1-24, got 25"):
         read_ravdess(ravdess_release, actors=[25])
 
@@ -286,7 +298,7 @@ def test_iemocap_malformed(iemocap_root: Path):
     lines = path.read_text().splitlines()
     lines[2] = "[8.5000 - ]\tSes01F_impro01_M000\tang\t[1.5000, 4.0000]"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"Ses01F_impro01\.txt' line 3: .* does not match \[START_TIME"):
+    with pytest.raises(DataError, match=r"Ses01F_impro01\.txt' line 3: .* does not match \[START - END\]"):
         read_iemocap(iemocap_root)
     lines[2] = "[8.5000 - 10.0000]\tSpeaker7\tang\t[1.5000, 4.0000, 4.5000]"
     path.write_text("\n".join(lines) + "\n")
@@ -296,3 +308,168 @@ def test_iemocap_malformed(iemocap_root: Path):
         read_iemocap(iemocap_root, sessions=[6])
     with pytest.raises(DataError, match="Session2"):
         read_iemocap(iemocap_root, sessions=[2])
+
+
+# -------------------------------------------------------------------------------------------- manifest
+
+
+def test_manifest_csv(tmp_path: Path, caplog):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "clips.csv"
+    path.write_text(
+        "path,transcript,label,speaker,gender,turn,corpus\n"
+        "a.wav,Hello there,Happiness,s1,F,0,demo\n"
+        "/abs/b.wav,Go away,bored,s2,male,1,demo\n"
+        ",No audio,MAD,s2,m,,\n"
+        "c.wav,Unlabelled,,s3,,2,demo\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="emollm.data"):
+        utts = read_manifest(path, labels="ravdess8")
+    assert [(u.id, u.label, u.gender, u.turn) for u in utts] == [
+        ("clips/1", "happy", "female", 0), ("clips/3", "angry", "male", None), ("clips/4", None, None, 2),
+    ]
+    assert utts[0].audio_path == str(tmp_path / "sub" / "a.wav")
+    assert utts[1].audio_path is None
+    assert utts[0].meta == {"corpus": "demo"} and utts[1].meta == {"corpus": None}
+    assert "dropped 1 of 3" in caplog.text and "'bored' x1" in caplog.text
+    raw = read_manifest(path, root=tmp_path)  # no label set: labels kept as written, nothing dropped
+    assert [u.label for u in raw] == ["Happiness", "bored", "MAD", None]
+    assert raw[0].audio_path == str(tmp_path / "a.wav") and raw[1].audio_path == "/abs/b.wav"
+    assert round_trip(utts) == utts
+
+
+def test_manifest_jsonl_and_tsv(tmp_path: Path):
+    path = tmp_path / "m.jsonl"
+    rows = [
+        {"id": "x1", "text": "hi", "emo": "joy", "speaker": "a", "split": "train"},
+        {"id": "x2", "text": "no", "emo": "sadness", "speaker": "b", "split": "test", "extra": [1, 2]},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    utts = read_manifest(path, columns={"label": "emo"}, labels="meld7")
+    assert [(u.id, u.transcript, u.label, u.speaker) for u in utts] == [
+        ("x1", "hi", "joy", "a"), ("x2", "no", "sadness", "b"),
+    ]
+    assert utts[1].meta == {"split": "test", "extra": [1, 2]}
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("id\ttranscript\tlabel\nt1\tok, fine\tneutral\n")
+    assert [(u.id, u.transcript, u.label) for u in read_manifest(tsv)] == [("t1", "ok, fine", "neutral")]
+
+
+def test_manifest_errors(tmp_path: Path):
+    with pytest.raises(DataError, match=r"unsupported extension; accepted: \['.csv', '.json-lines', '.jsonl'"):
+        read_manifest(tmp_path / "m.xlsx")
+    path = tmp_path / "m.csv"
+    path.write_text("file,emotion\na.wav,happy\n")
+    with pytest.raises(DataError, match=r"needs an audio column .* columns seen: \['file', 'emotion'\]"):
+        read_manifest(path)
+    assert read_manifest(path, columns={"audio_path": "file"})[0].audio_path == str(tmp_path / "a.wav")
+    with pytest.raises(DataError, match=r"no column 'wav' \(given for 'audio_path'\)"):
+        read_manifest(path, columns={"audio_path": "wav"})
+    with pytest.raises(ConfigError, match=r"unknown Utterance fields \['emotion'\]"):
+        read_manifest(path, columns={"emotion": "emotion"})
+    path.write_text("id,path,gender\na,a.wav,robot\n")
+    with pytest.raises(DataError, match="line 2: gender 'robot' is not one of"):
+        read_manifest(path)
+    path.write_text("id,path\na,a.wav\na,b.wav\n")
+    with pytest.raises(DataError, match="line 3: id 'a' repeats the id of line 2"):
+        read_manifest(path)
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text('{"path": "a.wav"}\n[1, 2]\n')
+    with pytest.raises(DataError, match="line 2: expected a JSON object, got list"):
+        read_manifest(jsonl)
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+
+def speakers(utts) -> set[str]:
+    return {u.speaker for u in utts}
+
+
+def ravdess_like() -> list[Utterance]:
+    return [
+        Utterance(f"ravdess/{actor:02d}-{i}", speaker=f"ravdess/{actor:02d}", meta={"actor": actor})
+        for actor in range(1, 25)
+        for i in range(2)
+    ]
+
+
+def test_ravdess_split_by_actor():
+    utts = ravdess_like()
+    parts = {name: ravdess_split(utts, name) for name in ("train", "dev", "test")}
+    assert speakers(parts["train"]) == {f"ravdess/{a:02d}" for a in range(1, 15)}
+    assert speakers(parts["dev"]) == {f"ravdess/{a:02d}" for a in range(15, 19)}
+    assert speakers(parts["test"]) == {f"ravdess/{a:02d}" for a in range(19, 25)}
+    assert [len(p) for p in parts.values()] == [28, 8, 12]
+    check_disjoint_speakers(parts)
+    assert len(ravdess_split(utts, "all")) == 48
+    with pytest.raises(DataError, match=r"unknown RAVDESS split 'val'; accepted: \['train', 'dev', 'test', 'all'\]"):
+        ravdess_split(utts, "val")
+
+
+def test_split_by_speaker_and_folds():
+    utts = [Utterance(f"u{i}", speaker=s) for i, s in enumerate("aabbccddee")]
+    parts = split_by_speaker(utts, ["a", "z"], dev_speakers=["b"])
+    assert {k: [u.id for u in v] for k, v in parts.items()} == {
+        "train": ["u4", "u5", "u6", "u7", "u8", "u9"], "dev": ["u2", "u3"], "test": ["u0", "u1"],
+    }
+    with pytest.raises(ConfigError, match=r"speakers \['a'\] are listed for both dev and test"):
+        split_by_speaker(utts, ["a"], dev_speakers=["a"])
+    folds = list(leave_one_speaker_out(utts))
+    assert [(s, len(test)) for s, _, test in folds] == [(c, 2) for c in "abcde"]
+    assert all(not speakers(train) & speakers(test) for _, train, test in folds)
+    kfolds = speaker_folds(utts, n_folds=2)
+    assert sorted(len(test) for _, test in kfolds) == [4, 6]
+    assert set().union(*(speakers(test) for _, test in kfolds)) == set("abcde")
+    assert all(not speakers(train) & speakers(test) for train, test in kfolds)
+    with pytest.raises(ConfigError, match=r"n_folds must be between 2 and the number of speakers \(5\), got 6"):
+        speaker_folds(utts, n_folds=6)
+    with pytest.raises(DataError, match="speaker 'a' appears in both the 'train' and 'test' splits"):
+        check_disjoint_speakers({"train": utts[:1], "test": utts[1:2]})
+    with pytest.raises(DataError, match="utterance 'n' has no speaker"):
+        split_by_speaker([Utterance("n")], ["a"])
+
+
+def test_iemocap_split_leaves_one_session_out():
+    utts = [
+        Utterance(f"s{s}{g}", speaker=f"iemocap/Ses0{s}{g}", meta={"session": s})
+        for s in range(1, 6)
+        for g in "FM"
+    ]
+    parts = iemocap_split(utts)
+    assert speakers(parts["test"]) == {"iemocap/Ses05F", "iemocap/Ses05M"}
+    assert len(parts["train"]) == 8 and not speakers(parts["train"]) & speakers(parts["test"])
+    assert speakers(iemocap_split(utts, test_session=2)["test"]) == {"iemocap/Ses02F", "iemocap/Ses02M"}
+    with pytest.raises(ConfigError, match="test_session must be one of"):
+        iemocap_split(utts, test_session=0)
+
+
+# ----------------------------------------------------------------------------------------- load_corpus
+
+
+def test_load_corpus(tmp_path: Path, meld_root: Path, ravdess_release: Path, iemocap_root: Path):
+    for name, src in (("ravdess", ravdess_release), ("iemocap", iemocap_root)):
+        shutil.move(src, tmp_path / name)
+    root = tmp_path
+    assert [u.speaker for u in load_corpus("ravdess", "dev", data_root=root)] == ["ravdess/15"]
+    assert [u.speaker for u in load_corpus("ravdess", "test", data_root=root)] == ["ravdess/20"]
+    assert len(load_corpus("ravdess", data_root=root)) == 5
+    meld = load_corpus("meld", "train", data_root=root, context_turns=0)
+    assert len(meld) == 5 and all(u.context == [] for u in meld)
+    assert len(load_corpus("meld", data_root=root)) == 5  # "all": every split file present
+    assert [u.id for u in load_corpus("iemocap", "train", data_root=root)] == IEMOCAP4_IDS
+    assert load_corpus("iemocap", "all", data_root=root, labels="iemocap6")[-1].label == "happy"
+    assert load_corpus("iemocap", "test", data_root=root) == []  # the fixture has no Session5
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,transcript,label,split\na,hi,happy,train\nb,yo,sad,test\n")
+    assert [u.id for u in load_corpus(f"manifest:{manifest}", "test")] == ["b"]
+    assert len(load_corpus(f"manifest:{manifest}")) == 2
+    with pytest.raises(DataError, match=r"no rows with split 'dev'.*\['test', 'train'\]"):
+        load_corpus(f"manifest:{manifest}", "dev")
+    with pytest.raises(ConfigError, match=r"unknown corpus 'crema'; accepted: \['ravdess', 'meld', 'iemocap'"):
+        load_corpus("crema", data_root=root)
+    with pytest.raises(DataError, match=r"unknown meld split 'validation'; accepted: \['train', 'dev'"):
+        load_corpus("meld", "validation", data_root=root)
+    with pytest.raises(DataError, match=r"unknown iemocap split 'dev'"):
+        load_corpus("iemocap", "dev", data_root=root)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from emollm.data.splits import (
 )
 from emollm.errors import ConfigError, DataError
 from emollm.labels import LabelSet
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CORPORA",
@@ -81,9 +84,13 @@ def _load_meld(root: Path, split: str, labels: Labels, context_turns: int | None
 
 def _load_iemocap(root: Path, split: str, labels: Labels, context_turns: int | None) -> list[Utterance]:
     _check_split("iemocap", split)
-    test = [IEMOCAP_TEST_SESSION]
-    sessions = {"train": [s for s in range(1, 6) if s not in test], "test": test, "all": None}[split]
-    return read_iemocap(root, sessions=sessions, labels=labels or "iemocap4", context_turns=context_turns)
+    utterances = read_iemocap(root, labels=labels or "iemocap4", context_turns=context_turns)
+    if split == "all":
+        return utterances
+    chosen = iemocap_split(utterances, test_session=IEMOCAP_TEST_SESSION)[split]
+    if not chosen:
+        logger.warning("IEMOCAP split %r is empty: %s holds no session for it", split, str(root))
+    return chosen
 
 
 def _load_manifest(path: Path, split: str, labels: Labels) -> list[Utterance]:
