@@ -64,3 +64,13 @@ def emollm_cache(tmp_path, monkeypatch):
     """An empty emollm cache for one test."""
     monkeypatch.setenv("EMOLLM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` when CUDA is not available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
