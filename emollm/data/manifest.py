@@ -92,6 +92,21 @@ class LabelMapper:
         )
 
 
+
+def read_csv_rows(f, *, source: str, corpus: str, required: Sequence[str], delimiter: str = ",") -> list:
+    """Rows of a CSV stream as ``(line number, row dict)``; DataError naming any missing column.
+
+    Shared by the corpus readers whose files are CSV with known columns.
+    """
+    reader = csv.DictReader(f, delimiter=delimiter)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(
+            f"{corpus} file {source!r} lacks columns {missing}; columns seen: {reader.fieldnames}; "
+            f"needed: {list(required)}"
+        )
+    return [(reader.line_num, row) for row in reader]
+
 def manifest_format(path: str | Path) -> str:
     """The format of a manifest from its extension: ``"csv"``, ``"tsv"`` or ``"jsonl"``.
 

@@ -7,7 +7,6 @@ Windows-1252 and saved again: ``â€™``). :func:`repair_text` undoes all thre
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import re
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emollm.data.manifest import LabelMapper
+from emollm.data.manifest import LabelMapper, read_csv_rows
 from emollm.data.schema import Turn, Utterance
 from emollm.errors import ConfigError, DataError
 from emollm.labels import LabelSet
@@ -119,14 +118,8 @@ def _split_and_file(path_or_root: Path, split: str | None) -> tuple[str, Path]:
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(decode_mixed(path.read_bytes()).lstrip("\ufeff"), newline=""))
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DataError(
-            f"MELD file {str(path)!r} lacks columns {missing}; columns seen: {reader.fieldnames}; "
-            f"needed: {list(REQUIRED_COLUMNS)}"
-        )
-    return [(reader.line_num, row) for row in reader]
+    text = io.StringIO(decode_mixed(path.read_bytes()).lstrip("\ufeff"), newline="")
+    return read_csv_rows(text, source=str(path), corpus="MELD", required=REQUIRED_COLUMNS)
 
 
 def _int(row: dict[str, str], column: str, where: str) -> int:

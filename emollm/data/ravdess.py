@@ -12,7 +12,6 @@ the name the corpus gave the file.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emollm.data.manifest import LabelMapper
+from emollm.data.manifest import LabelMapper, read_csv_rows
 from emollm.data.schema import Utterance
 from emollm.errors import ConfigError, DataError
 from emollm.labels import LabelSet
@@ -114,14 +113,7 @@ def _check_actors(actors: Iterable[int] | None) -> set[int] | None:
 
 def _manifest_rows(manifest: Path) -> list[tuple[int, dict[str, str]]]:
     with manifest.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in _MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(
-                f"RAVDESS manifest {str(manifest)!r} lacks columns {missing}; columns seen: "
-                f"{reader.fieldnames}; needed: {list(_MANIFEST_COLUMNS)}"
-            )
-        return [(reader.line_num, row) for row in reader]
+        return read_csv_rows(f, source=str(manifest), corpus="RAVDESS manifest", required=_MANIFEST_COLUMNS)
 
 
 def _check_row(manifest: Path, lineno: int, row: dict[str, str], name: RavdessName) -> float | None:
