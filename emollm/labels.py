@@ -26,7 +26,7 @@ from emollm.errors import ConfigError
 # Concept -> the surface forms that name it (lower case; multi-word forms allowed, up to three words).
 # Keep every form unambiguous: a word listed here is read as that emotion wherever it appears.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "neutral": ("neutral", "neutrality", "neutrally", "emotionless", "unemotional", "no emotion", "neu"),
+    "neutral": ("neutral", "neutrality", "neutrally", "emotionless", "unemotional", "no emotion"),
     "calm": ("calm", "calmness", "calmly", "relaxed", "serene", "peaceful", "tranquil", "composed"),
     "happy": (
         "happy",
@@ -44,7 +44,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "elated",
         "amused",
         "amusement",
-        "hap",
     ),
     "sad": (
         "sad",
@@ -79,7 +78,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "annoyed",
         "annoyance",
         "hostile",
-        "ang",
     ),
     "fearful": (
         "fear",
@@ -96,7 +94,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "worried",
         "panic",
         "panicked",
-        "fea",
     ),
     "disgust": (
         "disgust",
@@ -106,7 +103,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "revolted",
         "repulsed",
         "grossed out",
-        "dis",
     ),
     "surprised": (
         "surprise",
@@ -118,17 +114,18 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "amazement",
         "shocked",
         "startled",
-        "sur",
     ),
-    "excited": ("excited", "excitement", "exciting", "thrilled", "enthusiastic", "enthusiasm", "exc"),
-    "frustrated": ("frustrated", "frustration", "frustrating", "exasperated", "fru"),
+    "excited": ("excited", "excitement", "exciting", "thrilled", "enthusiastic", "enthusiasm"),
+    "frustrated": ("frustrated", "frustration", "frustrating", "exasperated"),
     "contempt": ("contempt", "contemptuous", "scorn", "scornful", "disdain"),
     "positive": ("positive", "positively"),
     "negative": ("negative", "negatively"),
 }
 
-# A match right after one of these words is skipped: "not happy, rather sad" -> sad.
+# A match right after one of these words is skipped: "not happy, rather sad" -> sad. An intensifier may
+# stand between: "not very happy" is skipped too.
 NEGATIONS = frozenset({"not", "no", "never", "hardly", "nor", "without"})
+INTENSIFIERS = frozenset({"very", "really", "so", "too", "that", "particularly", "especially", "at", "all"})
 
 _WORD_TO_CONCEPT: dict[str, str] = {}
 for _concept, _forms in SYNONYMS.items():
@@ -172,6 +169,9 @@ class LabelSet:
         for concept, label in self.merges.items():
             table.setdefault(concept, label)
         object.__setattr__(self, "_concept_to_label", table)
+        # labels that name no known concept (a custom "bored") still match their own word
+        own = {label.lower(): label.lower() for label in self.labels if label.lower() not in _WORD_TO_CONCEPT}
+        object.__setattr__(self, "_own_words", own)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -201,11 +201,18 @@ class LabelSet:
 
 
 def _tokens(text: str) -> list[str]:
-    text = text.lower().replace("n't", " not").replace("’", "'")
+    text = text.lower().replace("’", "'").replace("n't", " not")
     return re.findall(r"[a-z]+", text)
 
 
-def find_concepts(text: str | None) -> list[str]:
+def _negated(words: list[str], i: int) -> bool:
+    j = i - 1
+    while j >= 0 and words[j] in INTENSIFIERS and j > i - 3:
+        j -= 1
+    return j >= 0 and words[j] in NEGATIONS
+
+
+def find_concepts(text: str | None, extra: Mapping[str, str] | None = None) -> list[str]:
     """Every emotion concept named in ``text``, in order of appearance, negated mentions skipped.
 
     >>> find_concepts("Not happy at all: furious, and a little scared")
@@ -213,14 +220,16 @@ def find_concepts(text: str | None) -> list[str]:
     """
     if not text:
         return []
+    table = {**_WORD_TO_CONCEPT, **(extra or {})}
+    longest = max([_MAX_PHRASE, *(len(form.split()) for form in (extra or {}))])
     words = _tokens(text)
     found: list[str] = []
     i = 0
     while i < len(words):
-        for n in range(min(_MAX_PHRASE, len(words) - i), 0, -1):
-            concept = _WORD_TO_CONCEPT.get(" ".join(words[i : i + n]))
+        for n in range(min(longest, len(words) - i), 0, -1):
+            concept = table.get(" ".join(words[i : i + n]))
             if concept is not None:
-                if i == 0 or words[i - 1] not in NEGATIONS:
+                if not _negated(words, i):
                     found.append(concept)
                 i += n
                 break
@@ -251,11 +260,11 @@ def normalize_label(text: str | None, labels: str | LabelSet | Sequence[str] | N
     >>> normalize_label("calm", "meld7") is None  # MELD has no calm
     True
     """
-    concepts = find_concepts(text)
     if labels is None:
+        concepts = find_concepts(text)
         return concepts[0] if concepts else None
     label_set = get_label_set(labels)
-    for concept in concepts:
+    for concept in find_concepts(text, label_set._own_words):  # type: ignore[attr-defined]
         label = label_set.label_for_concept(concept)
         if label is not None:
             return label

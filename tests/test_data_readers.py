@@ -94,11 +94,17 @@ def test_ravdess_release_layout(ravdess_release: Path):
     assert angry.transcript == "Kids are talking by the door"
     assert angry.audio_path == str(ravdess_release / "Actor_01" / "03-01-05-02-01-01-01.wav")
     assert angry.meta == {
-        "intensity": "strong", "statement": 1, "repetition": 1, "actor": 1, "vocal_channel": "speech",
+        "intensity": "strong",
+        "statement": 1,
+        "repetition": 1,
+        "actor": 1,
+        "vocal_channel": "speech",
     }
     neutral = utts[0]
     assert (neutral.label, neutral.gender, neutral.transcript) == (
-        "neutral", "female", "Dogs are sitting by the door",
+        "neutral",
+        "female",
+        "Dogs are sitting by the door",
     )
     assert utts[4].meta["vocal_channel"] == "song"
     assert [u.label for u in read_ravdess(ravdess_release, actors=[15])] == ["calm"]
@@ -113,7 +119,11 @@ def test_ravdess_shared_layout(tmp_path: Path):
         ("ravdess/03-01-07-02-02-02-16", "disgust", "ravdess/16", "female"),
     ]
     assert utts[1].meta == {
-        "intensity": "strong", "statement": 2, "repetition": 2, "actor": 16, "vocal_channel": "speech",
+        "intensity": "strong",
+        "statement": 2,
+        "repetition": 2,
+        "actor": 16,
+        "vocal_channel": "speech",
         "duration_s": 3.5,
     }
     assert utts[1].audio_path == str(root / "audio/Actor_16/03-01-07-02-02-02-16.flac")
@@ -155,15 +165,13 @@ def test_ravdess_malformed_inputs(tmp_path: Path, ravdess_release: Path):
 
 # ------------------------------------------------------------------------------------------------ MELD
 
-MELD_HEADER = (
-    b"Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\r\n"
-)
+MELD_HEADER = b"Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\r\n"
 MELD_ROWS = [  # shuffled on purpose; cp1252 bytes, C1-free raw bytes and UTF-8 mojibake mixed in
     b'3,"Oh, I\x92m sorry\x85",Rachel,sadness,negative,0,2,1,3,"00:01:02,000","00:01:03,500"\r\n',
     b'4,\x93Great\x94 \x96 just great.,Ross,anger,negative,1,0,2,5,"00:10:00,000","00:10:02,000"\r\n',
-    b"1,You must\x92ve had your hands full.,Chandler,neutral,neutral,0,0,1,3,\"00:01:00,000\",\"00:01:01,000\"\r\n",
+    b'1,You must\x92ve had your hands full.,Chandler,neutral,neutral,0,0,1,3,"00:01:00,000","00:01:01,000"\r\n',
     b'5,"It\xc3\xa2\xe2\x82\xac\xe2\x84\xa2s fine, Nestl\xc3\xa9!",Monica,joy,positive,1,1,2,5,"00:10:03,000","00:10:04,000"\r\n',
-    b"2,What?,Joey,surprise,negative,0,1,1,3,\"00:01:01,500\",\"00:01:02,000\"\r\n",
+    b'2,What?,Joey,surprise,negative,0,1,1,3,"00:01:01,500","00:01:02,000"\r\n',
 ]
 
 
@@ -184,11 +192,17 @@ def test_repair_text():
 def test_meld_reader(meld_root: Path):
     utts = read_meld(meld_root, split="train")
     assert [u.id for u in utts] == [
-        "meld/train/dia0_utt0", "meld/train/dia0_utt1", "meld/train/dia0_utt2",
-        "meld/train/dia1_utt0", "meld/train/dia1_utt1",
+        "meld/train/dia0_utt0",
+        "meld/train/dia0_utt1",
+        "meld/train/dia0_utt2",
+        "meld/train/dia1_utt0",
+        "meld/train/dia1_utt1",
     ]
     assert [u.transcript for u in utts] == [
-        "You must've had your hands full.", "What?", "Oh, I'm sorry...", '"Great" - just great.',
+        "You must've had your hands full.",
+        "What?",
+        "Oh, I'm sorry...",
+        '"Great" - just great.',
         "It's fine, Nestlé!",
     ]
     assert [u.label for u in utts] == ["neutral", "surprise", "sadness", "anger", "joy"]
@@ -197,10 +211,14 @@ def test_meld_reader(meld_root: Path):
     assert third.dialogue_id == "meld/train/0"
     assert third.turn == 2
     assert third.context == [
-        Turn("Chandler", "You must've had your hands full."), Turn("Joey", "What?"),
+        Turn("Chandler", "You must've had your hands full."),
+        Turn("Joey", "What?"),
     ]
     assert third.meta == {
-        "sentiment": "negative", "season": 1, "episode": 3, "start_time": "00:01:02,000",
+        "sentiment": "negative",
+        "season": 1,
+        "episode": 3,
+        "start_time": "00:01:02,000",
         "end_time": "00:01:03,500",
     }
     assert utts[3].context == []  # a new dialogue starts without context
@@ -221,7 +239,9 @@ def test_meld_other_label_set_counts_drops(meld_root: Path, caplog):
 def test_meld_errors(meld_root: Path, tmp_path: Path):
     with pytest.raises(DataError, match="dev_sent_emo.csv.*does not exist.*train_sent_emo.csv"):
         read_meld(meld_root, split="dev")
-    with pytest.raises(ConfigError, match=r"unknown MELD split 'valid'; accepted: \['train', 'dev', 'test'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown MELD split 'valid'; accepted: \['train', 'dev', 'test'\]"
+    ):
         read_meld(meld_root, split="valid")
     bad = tmp_path / "dev_sent_emo.csv"
     bad.write_text("Utterance,Speaker,Dialogue_ID,Utterance_ID\nHi,Ross,0,0\n")
@@ -235,8 +255,11 @@ def test_meld_errors(meld_root: Path, tmp_path: Path):
 # --------------------------------------------------------------------------------------------- IEMOCAP
 
 IEMOCAP4_IDS = [
-    "iemocap/Ses01F_impro01_F000", "iemocap/Ses01F_impro01_M000", "iemocap/Ses01F_impro01_F002",
-    "iemocap/Ses01F_script01_1_F000", "iemocap/Ses01F_script01_1_M000",
+    "iemocap/Ses01F_impro01_F000",
+    "iemocap/Ses01F_impro01_M000",
+    "iemocap/Ses01F_impro01_F002",
+    "iemocap/Ses01F_script01_1_F000",
+    "iemocap/Ses01F_script01_1_M000",
 ]
 
 
@@ -260,25 +283,39 @@ def test_iemocap_reader(iemocap_root: Path, caplog):
 
     f000, m000, f002, exc, hap = utts
     assert (m000.speaker, m000.gender, f000.speaker, f000.gender) == (
-        "iemocap/Ses01M", "male", "iemocap/Ses01F", "female",
+        "iemocap/Ses01M",
+        "male",
+        "iemocap/Ses01F",
+        "female",
     )
     assert m000.dialogue_id == "iemocap/Ses01F_impro01"
     assert [u.turn for u in utts] == [0, 1, 5, 0, 1]
     assert m000.transcript == "Do you have your forms?"
     assert m000.context == [Turn("Ses01F", "Excuse me.")]
     assert f002.context == [
-        Turn("Ses01F", "Excuse me."), Turn("Ses01M", "Do you have your forms?"), Turn("Ses01F", "Yeah."),
-        Turn("Ses01M", "Mm-hmm."), Turn("Ses01M", "Let me see them."),
+        Turn("Ses01F", "Excuse me."),
+        Turn("Ses01M", "Do you have your forms?"),
+        Turn("Ses01F", "Yeah."),
+        Turn("Ses01M", "Mm-hmm."),
+        Turn("Ses01M", "Let me see them."),
     ]
     assert m000.meta == {
-        "session": 1, "raw_label": "ang", "valence": 1.5, "activation": 4.0, "dominance": 4.5,
-        "start": 8.5, "end": 10.0, "scripted": False,
+        "session": 1,
+        "raw_label": "ang",
+        "valence": 1.5,
+        "activation": 4.0,
+        "dominance": 4.5,
+        "start": 8.5,
+        "end": 10.0,
+        "scripted": False,
     }
     assert exc.meta["raw_label"] == "exc" and exc.meta["scripted"] is True
     assert f000.label_distribution == {"neutral": 1.0}
     assert m000.label_distribution == {"angry": 0.6667, "neutral": 0.3333}
     assert hap.label_distribution == {"happy": 0.8333, "sad": 0.1667}
-    assert f000.audio_path == str(iemocap_root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
+    assert f000.audio_path == str(
+        iemocap_root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
+    )
     assert exc.audio_path is None  # no wav written for the scripted dialogue
     assert round_trip(utts) == utts
 
@@ -326,7 +363,9 @@ def test_manifest_csv(tmp_path: Path, caplog):
     with caplog.at_level(logging.WARNING, logger="emollm.data"):
         utts = read_manifest(path, labels="ravdess8")
     assert [(u.id, u.label, u.gender, u.turn) for u in utts] == [
-        ("clips/1", "happy", "female", 0), ("clips/3", "angry", "male", None), ("clips/4", None, None, 2),
+        ("clips/1", "happy", "female", 0),
+        ("clips/3", "angry", "male", None),
+        ("clips/4", None, None, 2),
     ]
     assert utts[0].audio_path == str(tmp_path / "sub" / "a.wav")
     assert utts[1].audio_path is None
@@ -347,7 +386,8 @@ def test_manifest_jsonl_and_tsv(tmp_path: Path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     utts = read_manifest(path, columns={"label": "emo"}, labels="meld7")
     assert [(u.id, u.transcript, u.label, u.speaker) for u in utts] == [
-        ("x1", "hi", "joy", "a"), ("x2", "no", "sadness", "b"),
+        ("x1", "hi", "joy", "a"),
+        ("x2", "no", "sadness", "b"),
     ]
     assert utts[1].meta == {"split": "test", "extra": [1, 2]}
     tsv = tmp_path / "m.tsv"
@@ -356,7 +396,9 @@ def test_manifest_jsonl_and_tsv(tmp_path: Path):
 
 
 def test_manifest_errors(tmp_path: Path):
-    with pytest.raises(DataError, match=r"unsupported extension; accepted: \['.csv', '.json-lines', '.jsonl'"):
+    with pytest.raises(
+        DataError, match=r"unsupported extension; accepted: \['.csv', '.json-lines', '.jsonl'"
+    ):
         read_manifest(tmp_path / "m.xlsx")
     path = tmp_path / "m.csv"
     path.write_text("file,emotion\na.wav,happy\n")
@@ -403,7 +445,9 @@ def test_ravdess_split_by_actor():
     assert [len(p) for p in parts.values()] == [28, 8, 12]
     check_disjoint_speakers(parts)
     assert len(ravdess_split(utts, "all")) == 48
-    with pytest.raises(DataError, match=r"unknown RAVDESS split 'val'; accepted: \['train', 'dev', 'test', 'all'\]"):
+    with pytest.raises(
+        DataError, match=r"unknown RAVDESS split 'val'; accepted: \['train', 'dev', 'test', 'all'\]"
+    ):
         ravdess_split(utts, "val")
 
 
@@ -411,7 +455,9 @@ def test_split_by_speaker_and_folds():
     utts = [Utterance(f"u{i}", speaker=s) for i, s in enumerate("aabbccddee")]
     parts = split_by_speaker(utts, ["a", "z"], dev_speakers=["b"])
     assert {k: [u.id for u in v] for k, v in parts.items()} == {
-        "train": ["u4", "u5", "u6", "u7", "u8", "u9"], "dev": ["u2", "u3"], "test": ["u0", "u1"],
+        "train": ["u4", "u5", "u6", "u7", "u8", "u9"],
+        "dev": ["u2", "u3"],
+        "test": ["u0", "u1"],
     }
     with pytest.raises(ConfigError, match=r"speakers \['a'\] are listed for both dev and test"):
         split_by_speaker(utts, ["a"], dev_speakers=["a"])
@@ -422,7 +468,9 @@ def test_split_by_speaker_and_folds():
     assert sorted(len(test) for _, test in kfolds) == [4, 6]
     assert set().union(*(speakers(test) for _, test in kfolds)) == set("abcde")
     assert all(not speakers(train) & speakers(test) for train, test in kfolds)
-    with pytest.raises(ConfigError, match=r"n_folds must be between 2 and the number of speakers \(5\), got 6"):
+    with pytest.raises(
+        ConfigError, match=r"n_folds must be between 2 and the number of speakers \(5\), got 6"
+    ):
         speaker_folds(utts, n_folds=6)
     with pytest.raises(DataError, match="speaker 'a' appears in both the 'train' and 'test' splits"):
         check_disjoint_speakers({"train": utts[:1], "test": utts[1:2]})
@@ -467,7 +515,9 @@ def test_load_corpus(tmp_path: Path, meld_root: Path, ravdess_release: Path, iem
     assert len(load_corpus(f"manifest:{manifest}")) == 2
     with pytest.raises(DataError, match=r"no rows with split 'dev'.*\['test', 'train'\]"):
         load_corpus(f"manifest:{manifest}", "dev")
-    with pytest.raises(ConfigError, match=r"unknown corpus 'crema'; accepted: \['ravdess', 'meld', 'iemocap'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown corpus 'crema'; accepted: \['ravdess', 'meld', 'iemocap'"
+    ):
         load_corpus("crema", data_root=root)
     with pytest.raises(DataError, match=r"unknown meld split 'validation'; accepted: \['train', 'dev'"):
         load_corpus("meld", "validation", data_root=root)

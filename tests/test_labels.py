@@ -25,9 +25,8 @@ from emollm.labels import LABEL_SETS, find_concepts, get_label_set, normalize_la
         ("excited", "iemocap6", "excited"),
         ("frustration", "iemocap6", "frustrated"),
         ("frustration", "iemocap4", None),
-        # IEMOCAP's raw codes
-        ("exc", "iemocap4", "happy"),
-        ("neu", "iemocap4", "neutral"),
+        # IEMOCAP's raw codes belong to its reader, not to free text
+        ("I dis agree", "ekman7", None),
         # sentiment folds emotions into polarity, surprise stays unmapped
         ("joy", "sentiment3", "positive"),
         ("furious", "sentiment3", "negative"),
@@ -36,6 +35,9 @@ from emollm.labels import LABEL_SETS, find_concepts, get_label_set, normalize_la
         ("The speaker sounds angry, maybe a bit sad.", "ravdess8", "angry"),
         ("The speaker isn't happy; she is sad.", "ravdess8", "sad"),
         ("not happy at all", "ravdess8", None),
+        ("She isn’t happy, she is sad", "ekman7", "sad"),  # curly apostrophe
+        ("not very happy, rather sad", "ekman7", "sad"),  # an intensifier after the negation
+        ("no, I am happy", "ekman7", "happy"),  # the negation is too far away
         ("calm, or rather joyful", "meld7", "joy"),  # calm is not a MELD label, so joy is the first
         # no label
         ("Kids are talking by the door", "ravdess8", None),
@@ -72,6 +74,8 @@ def test_custom_label_list():
     assert custom.labels == ("angry", "calm")
     assert normalize_label("furious", custom) == "angry"
     assert normalize_label("happy", custom) is None
+    bored = get_label_set(["bored", "happy"])  # a label no synonym names still matches its own word
+    assert normalize_label("Bored, I think", bored) == "bored"
 
 
 def test_unknown_label_set_lists_the_accepted_ones():

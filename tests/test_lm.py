@@ -43,3 +43,12 @@ def test_batched_generation_equals_one_by_one(tiny_model, tiny_tokenizer):
     single = [generate(tiny_model, tiny_tokenizer, [p], max_new_tokens=8)[0] for p in prompts]
     assert batched == single
     assert all(len(c) > 0 for c in batched)
+
+
+def test_empty_prompt_is_refused(tiny_model, tiny_tokenizer):
+    import pytest
+
+    from emollm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="non-empty prompts"):
+        score_labels(tiny_model, tiny_tokenizer, [""], LABELS)

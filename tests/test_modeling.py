@@ -97,3 +97,23 @@ def test_bad_model_paths(tmp_path):
         load_base_model(str(tmp_path))
     with pytest.raises(ModelError, match="not a built-in model"):
         convert_builtin("gpt-7")
+
+
+def test_losing_a_race_to_another_converter_keeps_the_finished_entry(
+    emollm_cache, tiny_model, tiny_tokenizer, monkeypatch
+):
+    target = emollm_cache / "models" / "tiny"
+    real_rename = base.os.rename
+
+    raced = []
+
+    def other_process_finishes_first(src, dst):
+        if str(dst) == str(target) and not raced:
+            raced.append(src)
+            save_to_cache(tiny_model, tiny_tokenizer, target, {"by": "other"})  # wins the race
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(base.os, "rename", other_process_finishes_first)
+    assert save_to_cache(tiny_model, tiny_tokenizer, target, {"by": "us"}) == target
+    assert json.loads((target / CACHE_MARKER).read_text())["by"] == "other"
+    assert raced and [p.name for p in target.parent.iterdir()] == ["tiny"]  # our temporary folder is gone

@@ -51,6 +51,20 @@ class Evaluation:
     votes: list[list[str]] = field(default_factory=list)  # one list of categories per "C-" line
 
 
+# IEMOCAP's three-letter category codes (xxx = no agreement, oth = other: no label).
+CODES = {
+    "neu": "neutral",
+    "hap": "happy",
+    "sad": "sad",
+    "ang": "angry",
+    "exc": "excited",
+    "fru": "frustrated",
+    "sur": "surprised",
+    "fea": "fearful",
+    "dis": "disgust",
+}
+
+
 def parse_utterance_id(utt: str, where: str = "IEMOCAP") -> tuple[int, str, str]:
     """Session number, dialogue id and speaker tag of an utterance id.
 
@@ -277,7 +291,7 @@ def read_iemocap(
     if context_turns is not None and context_turns < 0:
         raise ConfigError(f"context_turns must be None or >= 0, got {context_turns!r}")
     root = _find_root(Path(root))
-    mapper = LabelMapper(get_label_set(labels), f"IEMOCAP {str(root)!r}")
+    mapper = LabelMapper(get_label_set(labels), f"IEMOCAP {str(root)!r}", aliases=CODES)
     utterances: list[Utterance] = []
     for session_dir in _session_folders(root, sessions):
         eval_dir = session_dir / "dialog" / "EmoEvaluation"

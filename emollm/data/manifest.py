@@ -56,9 +56,12 @@ class LabelMapper:
     {'fru': 1}
     """
 
-    def __init__(self, labels: str | LabelSet | Sequence[str], source: str):
+    def __init__(
+        self, labels: str | LabelSet | Sequence[str], source: str, aliases: dict[str, str] | None = None
+    ):
         self.label_set = get_label_set(labels)
         self.source = source
+        self.aliases = aliases or {}  # corpus codes -> words, e.g. IEMOCAP's "exc" -> "excited"
         self.kept = 0
         self.dropped: Counter[str] = Counter()
         self._cache: dict[str, str | None] = {}
@@ -67,7 +70,8 @@ class LabelMapper:
         """The label for ``raw``, or None (the row is to be dropped; counted under ``raw``)."""
         key = "" if raw is None else str(raw).strip()
         if key not in self._cache:
-            self._cache[key] = normalize_label(key, self.label_set) if key else None
+            word = self.aliases.get(key.lower(), key)
+            self._cache[key] = normalize_label(word, self.label_set) if key else None
         label = self._cache[key]
         if label is None:
             self.dropped[key] += 1
@@ -92,7 +96,6 @@ class LabelMapper:
         )
 
 
-
 def read_csv_rows(f, *, source: str, corpus: str, required: Sequence[str], delimiter: str = ",") -> list:
     """Rows of a CSV stream as ``(line number, row dict)``; DataError naming any missing column.
 
@@ -106,6 +109,7 @@ def read_csv_rows(f, *, source: str, corpus: str, required: Sequence[str], delim
             f"needed: {list(required)}"
         )
     return [(reader.line_num, row) for row in reader]
+
 
 def manifest_format(path: str | Path) -> str:
     """The format of a manifest from its extension: ``"csv"``, ``"tsv"`` or ``"jsonl"``.

@@ -25,17 +25,33 @@ SPLITS = ("train", "dev", "test")
 FILE_NAMES = {split: f"{split}_sent_emo.csv" for split in SPLITS}
 REQUIRED_COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 META_COLUMNS = {
-    "Sentiment": "sentiment", "Season": "season", "Episode": "episode",
-    "StartTime": "start_time", "EndTime": "end_time",
+    "Sentiment": "sentiment",
+    "Season": "season",
+    "Episode": "episode",
+    "StartTime": "start_time",
+    "EndTime": "end_time",
 }
 
 # Typographic punctuation -> plain ASCII (prompts and tokenizers see one spelling of each).
-ASCII_PUNCTUATION = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
-    "\u2013": "-", "\u2014": "-", "\u2012": "-", "\u2015": "-",
-    "\u2026": "...", "\u00a0": " ",
-})
+ASCII_PUNCTUATION = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2033": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2012": "-",
+        "\u2015": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+    }
+)
 
 
 def _cp1252_char(byte: int) -> str:

@@ -129,13 +129,21 @@ def save_to_cache(model, tokenizer, target: Path, info: dict | None = None) -> P
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / CACHE_MARKER).write_text(json.dumps({"name": target.name, **(info or {})}, indent=2))
-        if target.exists():
+        old = None
+        if target.exists():  # force: park the old entry, put the new one in place, then drop the old
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
+        try:
             os.rename(tmp, target)
+        except OSError:
+            if old is not None:
+                os.rename(old, target)  # put the previous entry back
+                raise
+            if not (target / CACHE_MARKER).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same entry first
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -145,8 +153,8 @@ def save_to_cache(model, tokenizer, target: Path, info: dict | None = None) -> P
 def _remove_stale_temporaries(target: Path) -> None:
     for path in target.parent.glob(f".{target.name}.*-*"):
         match = re.search(r"\.tmp-(\d+)-", path.name)
-        if match and int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
-            continue  # another process is converting right now
+        if match and _pid_alive(int(match.group(1))):
+            continue  # a live process (maybe this one, in another thread) is converting right now
         shutil.rmtree(path, ignore_errors=True)
 
 

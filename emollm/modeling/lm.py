@@ -54,6 +54,8 @@ def score_labels(
     rows: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [_encode_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
+        if any(len(ids) == 0 for ids in chunk):
+            raise ConfigError("score_labels needs non-empty prompts: a prompt tokenised to no tokens")
         seqs = [p + lab for p in chunk for lab in label_ids]
         width = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
