@@ -28,6 +28,11 @@ _LAZY = {
     "compute_metrics": "emollm.evaluation.metrics",
     "Utterance": "emollm.data",
     "load_corpus": "emollm.data",
+    "load_audio": "emollm.audio",
+    "extract_prosody": "emollm.prosody.pipeline",
+    "describe_prosody": "emollm.prosody.pipeline",
+    "extract_many": "emollm.prosody.pipeline",
+    "ProsodyNormalizer": "emollm.prosody.normalize",
 }
 
 __all__ = [

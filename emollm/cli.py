@@ -1,4 +1,4 @@
-"""The ``emollm`` command line: ``emollm models``, ``emollm demo``.
+"""The ``emollm`` command line: ``emollm models``, ``emollm demo``, ``emollm prosody``.
 
 Each subcommand is one function taking the parsed arguments; errors a user can cause are printed as one
 line (no traceback) with exit status 2.
@@ -88,6 +88,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prosody(args: argparse.Namespace) -> int:
+    from emollm.prosody.describe import describe
+    from emollm.prosody.measure import MeasureConfig
+    from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
+    from emollm.prosody.pipeline import extract_prosody
+
+    start = time.perf_counter()
+    config = MeasureConfig(pitch_floor=args.pitch_floor, pitch_ceiling=args.pitch_ceiling, gender=args.gender)
+    features = extract_prosody(
+        args.file, args.transcript, args.textgrid, args.speaker, config=config, on_failure=args.on_failure
+    )
+    if args.normalizer:
+        normalized = ProsodyNormalizer.load(args.normalizer).transform(features, args.speaker)
+    else:
+        normalized = utterance_relative(features)
+    text = describe(
+        features, normalized, style=args.style, max_vowels=args.max_vowels, max_words=args.max_words
+    )
+    if args.plot:
+        from emollm.audio import load_audio
+        from emollm.prosody.plot import plot_prosody
+
+        plot_prosody(
+            load_audio(args.file),
+            features.alignment,
+            args.plot,
+            pitch_floor=features.utterance.pitch_floor,
+            pitch_ceiling=features.utterance.pitch_ceiling,
+        )
+    seconds = time.perf_counter() - start
+    if args.json:
+        out = {
+            "description": text,
+            "reference": normalized.reference,
+            "features": json.loads(features.to_json()),
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    al = features.alignment
+    print(f"{args.file}: {features.utterance.duration:.2f} s, {len(features.vowels)} vowels ({al.method})")
+    for note in features.notes:
+        print(f"  note: {note}")
+    print(text)
+    if args.plot:
+        print(f"plot: {args.plot}")
+    print(f"done in {seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``emollm`` command."""
     from emollm.labels import LABEL_SETS
@@ -112,6 +161,36 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=64, help="length of the generated rationale")
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(func=_cmd_demo)
+
+    prosody = sub.add_parser(
+        "prosody", help="align, measure and describe the prosody of one audio file (vowel by vowel)"
+    )
+    prosody.add_argument("file", help="audio file (any format soundfile or librosa reads)")
+    prosody.add_argument("--transcript", help="what is said; without it, syllable nuclei stand in for vowels")
+    prosody.add_argument(
+        "--textgrid", help="TextGrid with word and phone tiers (e.g. from MFA), trusted as is"
+    )
+    prosody.add_argument("--speaker", help="speaker id, to use that speaker's statistics in --normalizer")
+    prosody.add_argument("--gender", choices=["male", "female"], help="pitch range preset")
+    prosody.add_argument("--pitch-floor", type=float, help="pitch floor in Hz (default: adaptive)")
+    prosody.add_argument("--pitch-ceiling", type=float, help="pitch ceiling in Hz (default: adaptive)")
+    prosody.add_argument(
+        "--normalizer", help="JSON of a fitted ProsodyNormalizer (speaker/corpus statistics)"
+    )
+    prosody.add_argument(
+        "--style", default="vowel", choices=["vowel", "utterance", "none"], help="description"
+    )
+    prosody.add_argument("--max-vowels", type=int, default=3, help="describe at most this many vowels")
+    prosody.add_argument("--max-words", type=int, default=80, help="the description's word limit")
+    prosody.add_argument(
+        "--on-failure",
+        default="nuclei",
+        choices=["nuclei", "raise"],
+        help="when forced alignment fails: fall back to syllable nuclei, or stop with an error",
+    )
+    prosody.add_argument("--plot", help="write waveform, pitch, intensity and vowel spans to this PNG")
+    prosody.add_argument("--json", action="store_true", help="print the description and all measures as JSON")
+    prosody.set_defaults(func=_cmd_prosody, quiet=False)
     return parser
 
 
@@ -129,7 +208,8 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emollm`` console script."""
     args = make_parser().parse_args(argv)
-    _quiet_libraries()
+    if getattr(args, "quiet", True):  # commands that load models; prosody never imports transformers
+        _quiet_libraries()
     try:
         return args.func(args)
     except EmollmError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from sklearn.metrics import (
 )
 
 from emollm.errors import ConfigError, DataError
+from emollm.io import atomic_path
 from emollm.labels import LabelSet, get_label_set
 
 UNPARSED = "(unparsed)"
@@ -393,15 +393,8 @@ def plot_confusion_matrix(
     ax.set_title(title, fontsize=10)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

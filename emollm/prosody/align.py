@@ -124,6 +124,19 @@ class Alignment:
         """The vowel phones (or syllable nuclei), in time order."""
         return [p for p in self.phones if p.is_vowel]
 
+    def to_textgrid(self, path: str | Path) -> None:
+        """Write ``words`` and ``phones`` tiers (ARPAbet with stress digits) as a Praat TextGrid.
+
+        Open it in Praat beside the audio to check the alignment, or pass it back as ``textgrid=``.
+        """
+        from emollm.prosody.textgrid import write_textgrid
+
+        phones = [
+            (p.start, p.end, p.phone + (str(p.stress) if p.stress is not None else "")) for p in self.phones
+        ]
+        words = [(w.start, w.end, w.text) for w in self.words]
+        write_textgrid(path, {"words": words, "phones": phones}, self.duration)
+
     def to_dict(self) -> dict:
         """A JSON-ready dict (see :meth:`from_dict`)."""
         return asdict(self)
@@ -417,9 +430,11 @@ def pronounce(word: str) -> tuple[list[str], str]:
 # -- pocketsphinx forced alignment ---------------------------------------------------------------------------
 
 
-# Beams (pruning thresholds) of the two decoders tried in turn: the first is about 10x faster, the second
-# rescues clips where pruning lost the only path (seen on synthetic speech whose first word starts at once).
-BEAMS = ({"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}, {"beam": 1e-200, "pbeam": 1e-200, "wbeam": 1e-200})
+# Settings of the two decoders tried in turn. The first scores the acoustic model on every second frame
+# (``ds=2``; boundaries keep 10 ms resolution): 40% faster, and on synthesised speech as accurate (68% of
+# vowels within 30 ms either way). The second, with wide beams, rescues clips where pruning lost the only
+# path (seen on synthetic speech whose first word starts at once).
+DECODERS = ({"ds": 2}, {"beam": 1e-200, "pbeam": 1e-200, "wbeam": 1e-200})
 
 
 @functools.lru_cache(maxsize=2)
@@ -429,26 +444,35 @@ def _decoder(attempt: int = 0):
     from pocketsphinx import Decoder, get_model_path
 
     model = get_model_path()
-    return Decoder(
+    decoder = Decoder(
         hmm=os.path.join(model, "en-us", "en-us"),
         dict=os.path.join(model, "en-us", "cmudict-en-us.dict"),
         samprate=16000,
         lm=None,
         loglevel="FATAL",
         bestpath=False,  # the lattice pass drops words from alignments; the Viterbi path keeps them all
-        **BEAMS[attempt],
+        **DECODERS[attempt],
     )
+    return decoder, decoder.get_cmn()
 
 
-def _run_alignment(decoder, words: list[str], pcm: bytes):
-    """The two passes; None when the word pass finds no path."""
+def _run_alignment(decoder, cmn: str, words: list[str], pcm: bytes):
+    """The two passes; None when the word pass finds no path.
+
+    Each pass starts from the model's initial cepstral mean ``cmn``: pocketsphinx otherwise carries its
+    estimate over from the previous utterance, and an alignment would depend on what was aligned before.
+    """
     decoder.set_align_text(" ".join(words))
+    decoder.reinit_feat()  # resets the noise estimate too, which also carries over
+    decoder.set_cmn(cmn)
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
     if decoder.hyp() is None:
         return None
     decoder.set_alignment()
+    decoder.reinit_feat()  # resets the noise estimate too, which also carries over
+    decoder.set_cmn(cmn)
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
@@ -486,17 +510,21 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
         pronunciations[word] = (phones, source)
         if source == "letter-to-sound":
             oov.append(word)
-    # Pad with silence: pocketsphinx's phone pass fails when speech starts at the very first frame.
+    # Decode only the speech span (leading and trailing silence cost time and nothing else), padded with
+    # digital silence: pocketsphinx's phone pass fails when speech starts at the very first frame.
+    first, last = speech_span(audio)
+    offset = first / audio.sample_rate - PAD
     pad = np.zeros(int(PAD * audio.sample_rate), dtype=np.int16)
-    pcm = np.concatenate([pad, (np.clip(audio.samples, -1.0, 1.0) * 32767).astype(np.int16), pad]).tobytes()
+    speech = (np.clip(audio.samples[first:last], -1.0, 1.0) * 32767).astype(np.int16)
+    pcm = np.concatenate([pad, speech, pad]).tobytes()
     result = None
-    for attempt in range(len(BEAMS)):
-        decoder = _decoder(attempt)
+    for attempt in range(len(DECODERS)):
+        decoder, cmn = _decoder(attempt)
         for word, (phones, _) in pronunciations.items():
             if decoder.lookup_word(word) is None:
                 decoder.add_word(word, " ".join(_strip(phones)), False)
         try:
-            result = _run_alignment(decoder, words, pcm)
+            result = _run_alignment(decoder, cmn, words, pcm)
         except RuntimeError as exc:  # pocketsphinx's way of saying "no path" in some passes
             failure = str(exc)
         else:
@@ -515,10 +543,10 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
         name = re.sub(r"\(\d+\)$", "", entry.name)
         if name in {"<s>", "</s>", "<sil>", "[NOISE]", "<noise>"}:
             continue
-        start, end = _frames_to_seconds(entry.start, entry.duration, audio.duration)
+        start, end = _frames_to_seconds(entry.start, entry.duration, offset, audio.duration)
         own, source = pronunciations.get(name, ([], "cmudict"))
         out_words.append(Word(text=name, start=start, end=end, pronunciation=source))
-        aligned = [(p.name, *_frames_to_seconds(p.start, p.duration, audio.duration)) for p in entry]
+        aligned = [(p.name, *_frames_to_seconds(p.start, p.duration, offset, audio.duration)) for p in entry]
         stresses = _stress_for(name, [n for n, _, _ in aligned], own)
         for (phone, p_start, p_end), stress in zip(aligned, stresses):
             out_phones.append(
@@ -549,10 +577,26 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
     )
 
 
-def _frames_to_seconds(start: int, duration: int, limit: float) -> tuple[float, float]:
-    """Frames of the padded signal -> seconds in the original audio, clipped to it."""
-    begin = min(max(start * FRAME - PAD, 0.0), limit)
-    return round(begin, 4), round(min(max((start + duration) * FRAME - PAD, begin), limit), 4)
+def _frames_to_seconds(start: int, duration: int, offset: float, limit: float) -> tuple[float, float]:
+    """Frames of the decoded signal -> seconds in the original audio, clipped to it."""
+    begin = min(max(start * FRAME + offset, 0.0), limit)
+    return round(begin, 4), round(min(max((start + duration) * FRAME + offset, begin), limit), 4)
+
+
+def speech_span(audio: Audio, *, floor_db: float = -45.0, margin: float = 0.15) -> tuple[int, int]:
+    """Sample indices ``(first, last)`` around the speech: frames within ``floor_db`` of the loudest ones.
+
+    A generous floor and margin keep quiet onsets and codas (fricatives, the tail of "door") inside.
+    """
+    hop = audio.sample_rate // 100
+    n = len(audio.samples) // hop
+    if n < 3:
+        return 0, len(audio.samples)
+    frames = audio.samples[: n * hop].reshape(n, hop).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level >= np.percentile(level, 99) + floor_db)
+    pad = int(margin * audio.sample_rate)
+    return max(int(loud[0]) * hop - pad, 0), min((int(loud[-1]) + 1) * hop + pad, len(audio.samples))
 
 
 def _stress_for(word: str, aligned: list[str], own: list[str]) -> list[int | None]:

@@ -14,7 +14,6 @@ words. Drawn on matplotlib's Agg canvas directly: no pyplot, no display, no glob
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from emollm.audio import Audio
 from emollm.errors import AudioError, ConfigError
+from emollm.io import atomic_path
 from emollm.prosody.align import Alignment, Phone
 
 if TYPE_CHECKING:
@@ -159,13 +159,6 @@ def _contours(audio: Audio, floor: float, ceiling: float) -> tuple[tuple[np.ndar
 
 
 def _save_atomically(fig: Figure, path: Path) -> None:
-    """Write ``fig`` to a temporary file next to ``path``, then move it into place (as metrics.py does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write ``fig`` to a temporary file next to ``path``, then move it into place (see emollm.io)."""
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

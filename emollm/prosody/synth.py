@@ -4,6 +4,10 @@ Used by the tests (alignment accuracy, measures that follow the synthesiser's pi
 benchmarks and the demo, so no recording has to be shipped. The synthesiser writes exact word and phone
 intervals, which :func:`synthesize` returns as a ground-truth :class:`~emollm.prosody.align.Alignment`.
 
+eSpeak keeps state between calls: the same text synthesised twice in one process can differ by a few
+milliseconds per phone (the TextGrid always matches its own audio). eSpeak scales F0 by about
+``0.25 + 0.75 * pitch``, so ``pitch=1.5`` raises F0 by about 5.5 semitones, not 7.
+
 >>> audio, truth = synthesize("Kids are talking by the door", pitch=1.2, words_per_minute=150)
 >>> [v.phone for v in truth.vowels]
 ['IH', 'AA', 'AO', 'IH', 'AY', 'AH', 'AO']
@@ -41,7 +45,7 @@ def synthesize(
 
     Args:
         text: English text.
-        pitch: Pitch multiplier, 0.5-2.0 (Praat's "pitch adjustment"); 2.0 is one octave (12 semitones) up.
+        pitch: Praat's "pitch adjustment", 0.5-2.0 (1.5 measures as about +5.5 semitones, 2.0 as +9.5).
         pitch_range: Pitch range multiplier, 0.0 (monotone) to 2.0.
         words_per_minute: Speaking rate, 80-450.
         voice: One of :data:`VOICES`.

@@ -183,3 +183,58 @@ def pick_tiers(
         )
     words = find(word_tier, WORD_TIER_NAMES)
     return (tiers[words] if words else None), tiers[phones]
+
+
+def write_textgrid(
+    path: str | Path, tiers: dict[str, list[tuple[float, float, str]]], duration: float
+) -> None:
+    """Write interval tiers as a Praat TextGrid (long text format, UTF-8), atomically.
+
+    Gaps between intervals are filled with empty intervals, as Praat requires, so the file opens in Praat
+    and reads back with :func:`read_textgrid`.
+
+    Args:
+        path: The ``.TextGrid`` file to write.
+        tiers: ``{tier name: [(start, end, label), ...]}``, intervals in time order, not overlapping.
+        duration: End time of the grid (the audio's length).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.TextGrid"
+    >>> write_textgrid(path, {"words": [(0.1, 0.5, "door")]}, 1.0)
+    >>> read_textgrid(path)["words"]
+    [(0.0, 0.1, ''), (0.1, 0.5, 'door'), (0.5, 1.0, '')]
+    """
+    from emollm.io import write_text_atomic
+
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {duration!r}"]
+    lines += ["tiers? <exists>", f"size = {len(tiers)}", "item []:"]
+    for k, (name, intervals) in enumerate(tiers.items(), 1):
+        filled: list[tuple[float, float, str]] = []
+        cursor = 0.0
+        for start, end, label in intervals:
+            if start < cursor - 1e-9 or end <= start or end > duration + 1e-9:
+                raise AlignmentError(
+                    f"tier {name!r}: interval ({start}, {end}, {label!r}) overlaps the previous one, is "
+                    f"empty or ends after {duration} s"
+                )
+            if start > cursor + 1e-9:
+                filled.append((cursor, start, ""))
+            filled.append((start, end, label))
+            cursor = end
+        if cursor < duration - 1e-9 or not filled:
+            filled.append((cursor, duration, ""))
+        lines += [f"    item [{k}]:", '        class = "IntervalTier"', f'        name = "{name}"']
+        lines += [
+            "        xmin = 0",
+            f"        xmax = {duration!r}",
+            f"        intervals: size = {len(filled)}",
+        ]
+        for i, (start, end, label) in enumerate(filled, 1):
+            text = label.replace('"', '""')
+            lines += [
+                f"        intervals [{i}]:",
+                f"            xmin = {start!r}",
+                f"            xmax = {end!r}",
+            ]
+            lines += [f'            text = "{text}"']
+    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -1,0 +1,313 @@
+"""describe(): deterministic, bounded, closed-vocabulary English about prosody, in three styles."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from emollm.errors import ConfigError
+from emollm.prosody.align import NUCLEUS
+from emollm.prosody.describe import STYLES, VOCABULARY, describe
+from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
+
+NAN = float("nan")
+WORDS = ["kids", "are", "talking", "by", "the", "door", "now", "please"]
+# Every word the templates write besides the vocabulary, numbers, quoted words and /ARPAbet/ symbols.
+TEMPLATE_WORDS = {
+    "speech",
+    "rate",
+    "is",
+    "with",
+    "no",
+    "pause",
+    "pauses",
+    "pitch",
+    "averages",
+    "hz",
+    "variation",
+    "semitones",
+    "sd",
+    "for",
+    "this",
+    "speaker",
+    "compared",
+    "other",
+    "speakers",
+    "the",
+    "voice",
+    "salient",
+    "vowels",
+    "relative",
+    "to",
+    "utterance",
+    "and",
+    "in",
+    "vowel",
+    "at",
+    "s",
+    "syllables/s",
+}
+
+
+def make_vowel(phone="AA", *, word="word", start=0.0, duration=0.1, f0=10.0, slope=0.0, intensity=70.0):
+    from emollm.prosody.measure import VowelMeasures
+
+    hz = 100 * 2 ** (f0 / 12)
+    return VowelMeasures(
+        phone=phone,
+        stress=1,
+        word=word,
+        word_index=0 if word else None,
+        start=start,
+        end=start + duration,
+        duration=duration,
+        f0_mean_hz=hz,
+        f0_min_hz=hz,
+        f0_max_hz=hz,
+        f0_slope_hz=NAN,
+        f0_mean_st=f0,
+        f0_min_st=f0 - 1,
+        f0_max_st=f0 + 1,
+        f0_slope_st=slope,
+        intensity_mean_db=intensity,
+        intensity_max_db=intensity + 3,
+        voiced_fraction=0.0 if math.isnan(f0) else 1.0,
+    )
+
+
+def make_features(vowels, *, speaker=None, method="textgrid", **utterance):
+    from emollm.prosody.align import Alignment
+    from emollm.prosody.measure import ProsodyFeatures, UtteranceMeasures
+
+    values = dict(
+        duration=2.0,
+        speech_duration=1.6,
+        n_vowels=len(vowels),
+        f0_mean_hz=118.0,
+        f0_std_hz=10.0,
+        f0_min_hz=90.0,
+        f0_max_hz=150.0,
+        f0_mean_st=10.0,
+        f0_std_st=3.0,
+        f0_range_st=6.0,
+        intensity_mean_db=70.0,
+        intensity_max_db=80.0,
+        intensity_range_db=20.0,
+        speech_rate=4.0,
+        articulation_rate=4.8,
+        pause_count=1,
+        pause_ratio=0.1,
+        jitter_local=0.01,
+        shimmer_local=0.05,
+        hnr_db=15.0,
+        pitch_floor=75.0,
+        pitch_ceiling=300.0,
+    )
+    values.update(utterance)
+    return ProsodyFeatures(
+        utterance=UtteranceMeasures(**values),
+        vowels=list(vowels),
+        alignment=Alignment(method=method, duration=2.0),
+        speaker=speaker,
+    )
+
+
+def scene(door=None, kids=None, method="textgrid"):
+    """Eight plain vowels; 'door' (index 5) and 'kids' (index 0) can be changed."""
+    vowels = []
+    for i, word in enumerate(WORDS):
+        fields = {
+            "f0": 10.0 + 0.1 * (i % 3),
+            "duration": 0.1 + 0.002 * (i % 2),
+            "intensity": 70.0 + 0.2 * (i % 2),
+        }
+        fields.update({"door": door or {}, "kids": kids or {}}.get(word, {}))
+        phone = {"door": "AO", "kids": "IH"}.get(word, "AH")
+        if method == "nuclei":
+            phone, word = NUCLEUS, None
+        vowels.append(make_vowel(phone, word=word, start=0.2 * i, **fields))
+    return make_features(vowels, method=method)
+
+
+LOUD_LONG_FALLING = {"duration": 0.4, "intensity": 80.0, "slope": -10.0}
+
+
+def test_same_input_gives_the_same_bytes():
+    features = scene(door=LOUD_LONG_FALLING)
+    first = describe(features)
+    assert describe(features) == first == describe(scene(door=LOUD_LONG_FALLING))
+    assert describe(features, utterance_relative(features)) == first
+
+
+def test_style_switch():
+    features = scene(door=LOUD_LONG_FALLING)
+    assert describe(features, style="none") == ""
+    utterance = describe(features, style="utterance")
+    assert utterance.startswith("Speech rate is moderate (4.8 syllables/s) with 1 pause.")
+    assert "'door'" not in utterance and "/AO/" not in utterance and "vowel" not in utterance.lower()
+    vowel = describe(features, style="vowel")
+    assert vowel.startswith(utterance) and "'door' /AO/" in vowel
+    with pytest.raises(ConfigError, match="vowel, utterance, none"):
+        describe(features, style="verbose")
+    assert STYLES == ("vowel", "utterance", "none")
+
+
+def test_a_long_loud_falling_vowel_is_described_in_those_words():
+    text = describe(scene(door=LOUD_LONG_FALLING))
+    assert text.endswith(
+        "Salient vowels, relative to this utterance: 'door' /AO/ is long (0.40 s), loud and falling in pitch."
+    )
+
+
+def test_most_salient_vowels_are_chosen_then_listed_in_time_order():
+    features = scene(door=LOUD_LONG_FALLING, kids={"intensity": 77.0})
+    one = describe(features, max_vowels=1)
+    assert "'door'" in one and "'kids'" not in one  # door is the most salient ...
+    two = describe(features, max_vowels=2)
+    assert two.index("'kids' /IH/ is loud.") < two.index("'door' /AO/")  # ... but kids comes first in time
+    assert describe(features, max_vowels=0) == describe(features, style="utterance")
+
+
+def test_nan_pitch_vowel_gets_no_pitch_words():
+    text = describe(scene(door={"duration": 0.4, "intensity": 80.0, "slope": NAN, "f0": NAN}))
+    assert text.endswith("'door' /AO/ is long (0.40 s) and loud.")
+
+
+def test_nuclei_are_named_by_position_and_time():
+    text = describe(scene(door=LOUD_LONG_FALLING, method="nuclei"))
+    assert text.endswith("Vowel 6 (at 1.00 s) is long (0.40 s), loud and falling in pitch.")
+    assert "'" not in text and "/" not in text.replace("syllables/s", "")
+
+
+def long_utterance(seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    vowels = [
+        make_vowel(
+            ["AA", "IH", "AO", "EH"][i % 4],
+            word=f"word{i}",
+            start=0.15 * i,
+            duration=float(np.exp(rng.normal(-2.3, 0.5))),
+            f0=float(rng.normal(10, 3)),
+            slope=float(rng.normal(0, 15)),
+            intensity=float(rng.normal(70, 4)),
+        )
+        for i in range(n)
+    ]
+    return make_features(
+        vowels,
+        speaker="spk",
+        articulation_rate=float(rng.uniform(2, 7)),
+        f0_std_st=float(rng.uniform(1, 5)),
+        pause_count=int(rng.integers(0, 4)),
+        f0_mean_st=float(rng.normal(10, 2)),
+        intensity_mean_db=float(rng.normal(70, 3)),
+    )
+
+
+@pytest.mark.parametrize("max_words", [10, 20, 35, 80, 200])
+@pytest.mark.parametrize("max_vowels", [0, 1, 5])
+def test_output_is_bounded_for_a_long_utterance(max_words, max_vowels):
+    features = long_utterance()
+    text = describe(features, max_vowels=max_vowels, max_words=max_words)
+    assert 0 < len(text.split()) <= max_words
+    assert text.endswith(".")
+    assert len(re.findall(r"'word\d+'", text)) <= max_vowels
+    if max_words == 200:
+        assert len(re.findall(r"'word\d+'", text)) == max_vowels
+
+
+def test_vowel_sentences_are_dropped_before_utterance_sentences():
+    features = long_utterance()
+    full = describe(features, max_vowels=5, max_words=500)
+    head = describe(features, style="utterance")
+    assert len(full.split()) > 40
+    shortened = describe(features, max_vowels=5, max_words=len(head.split()) + 20)
+    assert shortened.startswith(head) and 0 < shortened.count("'word") < 5
+
+
+def test_vocabulary_is_closed():
+    vocabulary = {
+        word for levels in VOCABULARY.values() for phrase in levels.values() for word in phrase.split()
+    }
+    train = [long_utterance(seed) for seed in range(6)]
+    norm = ProsodyNormalizer(min_vowels_per_speaker=1, min_utterances_per_speaker=1).fit(train)
+    texts = []
+    for seed in range(6, 14):
+        features = long_utterance(seed, n=12)
+        texts += [
+            describe(features, max_vowels=12, max_words=300),
+            describe(features, norm.transform(features), max_vowels=12, max_words=300),
+            describe(features, norm.transform(features, speaker="unknown"), max_vowels=12, max_words=300),
+        ]
+    texts.append(describe(scene(door=LOUD_LONG_FALLING, method="nuclei")))
+    seen = set()
+    for text in texts:
+        text = re.sub(r"'[^']+'|/[A-Z]+/|\(?[+-]?\d+(\.\d+)?\)?", " ", text)
+        seen |= {w.lower() for w in re.findall(r"[A-Za-z/-]+", text)}
+    assert seen - vocabulary - TEMPLATE_WORDS == set()
+    assert {"slow", "fast", "narrow", "wide", "short", "long", "quiet", "loud", "rising", "falling"} <= seen
+
+
+def test_reference_phrasing_follows_the_normaliser():
+    train = [long_utterance(seed) for seed in range(6)]
+    norm = ProsodyNormalizer(min_vowels_per_speaker=1, min_utterances_per_speaker=1).fit(train)
+    features = long_utterance(9)
+    known = describe(features, norm.transform(features))
+    assert "for this speaker (" in known and "relative to this speaker:" in known and "The voice is" in known
+    unknown = describe(features, norm.transform(features, speaker="stranger"))
+    assert "compared with other speakers (" in unknown and "relative to this utterance:" in unknown
+    alone = describe(features)
+    assert "speaker" not in alone and "Pitch averages 118 Hz with" in alone and "The voice" not in alone
+
+
+def test_absolute_levels_without_a_reference():
+    slow = describe(make_features([make_vowel()], articulation_rate=2.5, f0_std_st=1.0, pause_count=0))
+    assert slow == (
+        "Speech rate is slow (2.5 syllables/s) with no pauses. Pitch averages 118 Hz with narrow "
+        "variation (1.0 semitones SD)."
+    )
+    fast = describe(make_features([make_vowel()], articulation_rate=6.0, f0_std_st=5.0, pause_count=3))
+    assert (
+        fast.startswith("Speech rate is fast (6.0 syllables/s) with 3 pauses.") and "wide variation" in fast
+    )
+
+
+def test_degenerate_input_gives_short_text_not_errors():
+    empty = make_features([], articulation_rate=0.0, f0_mean_hz=NAN, f0_std_st=NAN, pause_count=0)
+    assert describe(empty) == describe(empty, style="utterance") == ""
+    unvoiced = make_features([make_vowel(start=0.2 * i, f0=NAN, slope=NAN) for i in range(4)], f0_mean_hz=NAN)
+    assert "pitch" not in describe(unvoiced).lower()
+
+
+def test_bad_arguments_raise_config_errors():
+    features = scene()
+    with pytest.raises(ConfigError, match="max_vowels"):
+        describe(features, max_vowels=-1)
+    with pytest.raises(ConfigError, match="max_words"):
+        describe(features, max_words=5)
+    with pytest.raises(ConfigError, match="same features"):
+        describe(features, utterance_relative(make_features(features.vowels[:3])))
+
+
+def test_real_synthesized_speech():
+    from emollm.prosody.align import align
+    from emollm.prosody.measure import measure
+    from emollm.prosody.synth import synthesize
+
+    train = [
+        measure(*synthesize("Kids are talking by the door", pitch=p, words_per_minute=r), speaker="m1")
+        for p, r in ((0.8, 140), (1.0, 175), (1.2, 220))
+    ]
+    test = measure(*synthesize("Kids are talking by the door", pitch=1.3, words_per_minute=230), speaker="m1")
+    plain = describe(test)
+    assert plain == describe(test) and plain.startswith("Speech rate is ")
+    assert "'door' /AO/" in plain or "'kids' /IH/" in plain or "'talking' /AO/" in plain
+    norm = ProsodyNormalizer(min_vowels_per_speaker=5, min_utterances_per_speaker=2).fit(train)
+    known = describe(test, norm.transform(test), style="utterance")
+    assert "Pitch is high for this speaker" in known and "Speech rate is fast" in known
+    audio, _ = synthesize("I never said she stole my money")
+    nuclei = describe(measure(audio, align(audio)))  # no transcript: syllable nuclei, named by time
+    assert "Vowel " in nuclei and "'" not in nuclei and "/" not in nuclei.replace("syllables/s", "")
