@@ -126,3 +126,6 @@ def test_atomic_writes_leave_the_old_file_on_error(tmp_path):
         raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    assert (
+        path.stat().st_mode & 0o044
+    )  # readable by others, like any file the user writes (not mkstemp's 0600)
