@@ -33,6 +33,11 @@ _LAZY = {
     "describe_prosody": "emollm.prosody.pipeline",
     "extract_many": "emollm.prosody.pipeline",
     "ProsodyNormalizer": "emollm.prosody.normalize",
+    "EmotionLM": "emollm.modeling.emotion_lm",
+    "EmotionReasoner": "emollm.api",
+    "EmotionPrediction": "emollm.api",
+    "EvalConfig": "emollm.evaluation.harness",
+    "evaluate": "emollm.evaluation.harness",
 }
 
 __all__ = [

@@ -179,3 +179,20 @@ def load_audio(
         clipped_fraction=clipped,
         notes=notes,
     )
+
+
+def save_audio(audio: Audio, path: str | Path) -> Path:
+    """Write ``audio`` to ``path`` (WAV, FLAC or OGG by the suffix), atomically.
+
+    >>> save_audio(load_audio(np.zeros(8000) + 0.1, 16000), "tone.wav")  # doctest: +SKIP
+    """
+    import soundfile as sf
+
+    from emollm.io import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise AudioError(f"save_audio writes .wav, .flac or .ogg files, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio.samples, audio.sample_rate)
+    return path

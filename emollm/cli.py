@@ -1,4 +1,4 @@
-"""The ``emollm`` command line: ``emollm models``, ``emollm demo``, ``emollm prosody``.
+"""The ``emollm`` command line: ``models``, ``demo``, ``prosody``, ``predict``, ``evaluate``.
 
 Each subcommand is one function taking the parsed arguments; errors a user can cause are printed as one
 line (no traceback) with exit status 2.
@@ -7,13 +7,16 @@ line (no traceback) with exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 
-from emollm.errors import EmollmError
+from emollm.errors import ConfigError, EmollmError
 
 DEMO_TEXT = "I can't believe you did this to me, after everything I've done for you!"
+DEMO_PITCH = 1.5  # Praat pitch multiplier: about +5.5 semitones, a raised voice
+DEMO_RATE = 210  # words per minute, faster than the synthesiser's 175
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -42,49 +45,89 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from emollm.labels import get_label_set
-    from emollm.modeling import generate, load_base_model, score_labels
-    from emollm.parsing import parse_completion
-    from emollm.prompting import render_prompt
+    from emollm.api import EmotionReasoner
+    from emollm.prosody.synth import synthesize
 
-    label_set = get_label_set(args.labels)
     start = time.perf_counter()
-    model, tokenizer = load_base_model(args.model)
+    audio, _ = synthesize(args.text, pitch=args.pitch, words_per_minute=args.rate)
+    reasoner = EmotionReasoner.from_pretrained(
+        args.model, labels=args.labels, strategy="acoustic", max_new_tokens=args.max_new_tokens
+    )
     load_s = time.perf_counter() - start
-
-    fields = {"transcript": args.text, "labels": label_set}
-    score_prompt = render_prompt(tokenizer, "minimal", **fields)
-    distribution = score_labels(model, tokenizer, [score_prompt], label_set)[0].softmax(-1).tolist()
-    ranked = sorted(zip(label_set.labels, distribution), key=lambda kv: -kv[1])
-    cot_prompt = render_prompt(tokenizer, "cot", **fields)
-    completion = generate(model, tokenizer, [cot_prompt], max_new_tokens=args.max_new_tokens)[0]
-    parsed = parse_completion(completion, label_set)
+    # The synthesiser's own alignment is not used: the utterance goes through forced alignment like a
+    # recording would.
+    prediction = reasoner.predict(audio=audio, transcript=args.text)
     total_s = time.perf_counter() - start
+    if args.save_audio:
+        from emollm.audio import save_audio
 
+        save_audio(audio, args.save_audio)
     result = {
         "model": args.model,
         "text": args.text,
-        "label": ranked[0][0],
-        "distribution": dict(ranked),
-        "rationale": parsed.rationale,
-        "generated_label": parsed.label,
-        "format_ok": parsed.format_ok,
-        "completion": completion,
+        "synthesis": {
+            "pitch": args.pitch,
+            "words_per_minute": args.rate,
+            "seconds": round(audio.duration, 2),
+        },
+        **prediction.to_dict(),
         "load_seconds": round(load_s, 2),
         "total_seconds": round(total_s, 2),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"model: {args.model} (loaded in {load_s:.1f} s)")
-    print(f'utterance: "{args.text}"')
-    print(f"label: {result['label']}   (score mode: probability of each label after the 'minimal' prompt)")
-    for label, p in ranked:
-        print(f"  {label:<10} {p:6.3f} {'#' * round(40 * p)}")
-    print("rationale (generate mode, 'cot' prompt):")
-    print(f"  {parsed.rationale or '(empty)'}")
-    print(f"  generated answer: {parsed.label or 'none parsed'}; format ok: {parsed.format_ok}")
+    print(f"model: {args.model} (ready in {load_s:.1f} s)")
+    print(
+        f'speech: "{args.text}", synthesised by Praat at pitch x{args.pitch}, {args.rate} words/min '
+        f"({audio.duration:.1f} s)"
+    )
+    print(prediction.to_text())
     print(f"done in {total_s:.1f} s")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from emollm.api import EmotionReasoner
+
+    if args.file is None and not args.transcript:
+        raise ConfigError("give an audio FILE, a --transcript, or both")
+    context = []
+    for turn in args.context or []:
+        speaker, sep, text = turn.partition(":")
+        if not sep or not text.strip():
+            raise ConfigError(f'--context takes "SPEAKER: text", got {turn!r}')
+        context.append((speaker.strip(), text.strip()))
+    reasoner = EmotionReasoner.from_pretrained(
+        args.model,
+        labels=args.labels,
+        strategy=args.strategy,
+        mode=args.mode,
+        prosody=args.prosody,
+        normalizer=args.normalizer,
+        max_new_tokens=args.max_new_tokens,
+    )
+    extra = {"gender": args.gender} if args.gender else {}
+    prediction = reasoner.predict(args.file, args.transcript, context, args.speaker, **extra)
+    if args.json:
+        print(json.dumps(prediction.to_dict(), indent=2))
+    else:
+        print(prediction.to_text())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from emollm.evaluation.harness import EvalConfig, evaluate
+    from emollm.evaluation.metrics import summary_markdown
+
+    config = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})
+    result = evaluate(config, overwrite=args.overwrite, progress=not args.no_progress)
+    if result.predicted == 0:
+        print(f"nothing to predict: {result.output_dir} already holds all {result.summary['n']} predictions")
+    print(summary_markdown({"model": result.metrics, **result.baselines}))
+    if result.summary["format_ok_rate"] is not None:
+        print(f"format ok: {100 * result.summary['format_ok_rate']:.1f}% of completions")
+    print(f"wrote {result.output_dir}/: metrics.json, report.md, confusion.png, predictions.jsonl")
     return 0
 
 
@@ -139,6 +182,7 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``emollm`` command."""
+    from emollm.evaluation.harness import EvalConfig
     from emollm.labels import LABEL_SETS
     from emollm.modeling.base import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -154,13 +198,52 @@ def make_parser() -> argparse.ArgumentParser:
     )
     models.set_defaults(func=_cmd_models)
 
-    demo = sub.add_parser("demo", help="classify one utterance with the default model, offline")
-    demo.add_argument("--text", default=DEMO_TEXT, help="the utterance to classify")
+    demo = sub.add_parser(
+        "demo",
+        help="synthesise one utterance, describe its prosody and classify it with the default model, offline",
+    )
+    demo.add_argument("--text", default=DEMO_TEXT, help="what the synthesiser says")
+    demo.add_argument("--pitch", type=float, default=DEMO_PITCH, help="synthesiser pitch multiplier, 0.5-2")
+    demo.add_argument("--rate", type=int, default=DEMO_RATE, help="synthesiser words per minute, 80-450")
     demo.add_argument("--labels", default="ekman7", choices=sorted(LABEL_SETS), help="label set")
     demo.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
-    demo.add_argument("--max-new-tokens", type=int, default=64, help="length of the generated rationale")
+    demo.add_argument("--max-new-tokens", type=int, default=96, help="length of the generated rationale")
+    demo.add_argument("--save-audio", help="also write the synthesised speech to this .wav file")
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(func=_cmd_demo)
+
+    predict = sub.add_parser("predict", help="label, distribution and rationale for one utterance")
+    predict.add_argument("file", nargs="?", help="audio file; leave out for text only")
+    predict.add_argument("--transcript", help="what is said (without it, prosody comes from syllable nuclei)")
+    predict.add_argument(
+        "--context", action="append", metavar='"SPEAKER: text"', help="an earlier turn (repeat, oldest first)"
+    )
+    predict.add_argument("--speaker", help="who is speaking")
+    predict.add_argument("--gender", choices=["male", "female"], help="pitch range preset for the prosody")
+    predict.add_argument("--labels", default="ravdess8", help=f"label set: {', '.join(sorted(LABEL_SETS))}")
+    predict.add_argument("--strategy", default="acoustic", help="minimal, acoustic, cot or a .jinja path")
+    predict.add_argument("--mode", default="both", choices=["score", "generate", "both"], help="decoding")
+    predict.add_argument(
+        "--prosody",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="describe the voice in the prompt (default: on for acoustic only)",
+    )
+    predict.add_argument("--normalizer", help="JSON of a fitted ProsodyNormalizer (speaker statistics)")
+    predict.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
+    predict.add_argument("--max-new-tokens", type=int, help="generation length (default 16 or 128)")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(func=_cmd_predict)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="zero-shot (or checkpoint) evaluation over a corpus split; resumable"
+    )
+    _add_config_options(evaluate, EvalConfig)
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="discard the output folder's predictions and start again"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     prosody = sub.add_parser(
         "prosody", help="align, measure and describe the prosody of one audio file (vowel by vowel)"
@@ -192,6 +275,31 @@ def make_parser() -> argparse.ArgumentParser:
     prosody.add_argument("--json", action="store_true", help="print the description and all measures as JSON")
     prosody.set_defaults(func=_cmd_prosody, quiet=False)
     return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One ``--kebab-case`` option per dataclass field, with its help, choices and default."""
+    for f in dataclasses.fields(config_class):
+        option = "--" + f.name.replace("_", "-")
+        kind = str(f.type).replace(" ", "")
+        required = f.default is dataclasses.MISSING
+        default = None if required else f.default
+        help_text = f.metadata.get("help", "")
+        if kind == "bool|None":
+            parser.add_argument(
+                option, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        elif kind == "bool":
+            parser.add_argument(option, action="store_true", help=help_text)
+        else:
+            parser.add_argument(
+                option,
+                type=int if kind.startswith("int") else str,
+                default=default,
+                required=required,
+                choices=f.metadata.get("choices"),
+                help=help_text + ("" if required or default is None else f" (default: {default})"),
+            )
 
 
 def _quiet_libraries() -> None:

@@ -2,7 +2,18 @@
 
 A template is a Jinja file that renders the *user message*; :func:`render_prompt` wraps it in the
 tokenizer's chat template with the generation prompt appended. Strategies are the template names shipped in
-``prompts/`` (``minimal``, ``cot``); a path to any ``.jinja`` file works too.
+``prompts/``; a path to any ``.jinja`` file works too:
+
+============  ==============================================================================================
+``minimal``   the label only
+``acoustic``  the prosody description plus an instruction to analyse pitch, loudness, rate and vowel cues;
+              reasoning in ``<think>...</think>``, the label in ``<answer>...</answer>``
+``cot``       step-by-step reasoning over words and cues, same output format as ``acoustic``
+============  ==============================================================================================
+
+Score mode asks for no text, so the label is scored where the answer goes: a template whose message asks
+for ``<answer>`` tags gets the assistant turn prefilled with ``<answer>`` (:func:`answer_prefix`), so the
+reasoning step is skipped and the label is the next thing the model would write.
 
 Variables every template receives: ``transcript`` (str), ``labels`` (list of str), ``context`` (list of
 ``{speaker, text}`` turns, oldest first, already cut to the window), ``speaker`` (str or None) and
@@ -105,16 +116,34 @@ def render_user_message(
     return "\n".join(line for line in text.strip().splitlines() if line.strip())
 
 
-def render_prompt(tokenizer, strategy: str, *, system: str | None = SYSTEM_PROMPT, **fields) -> str:
+def answer_prefix(message: str) -> str:
+    """What score mode puts between the prompt and the label.
+
+    ``"<answer>"`` when ``message`` asks for ``<answer>`` tags, else nothing.
+
+    >>> answer_prefix("Give the label inside <answer>...</answer>."), answer_prefix("Answer with one word.")
+    ('<answer>', '')
+    """
+    return "<answer>" if "<answer>" in message else ""
+
+
+def render_prompt(
+    tokenizer, strategy: str, *, system: str | None = SYSTEM_PROMPT, for_scoring: bool = False, **fields
+) -> str:
     """Render a template and wrap it in ``tokenizer``'s chat template, ready for generation.
 
-    ``fields`` are passed to :func:`render_user_message`. Tokenizers without a chat template get the
-    plain message followed by a newline.
+    Args:
+        tokenizer: A tokenizer; one without a chat template gets the plain message and a newline.
+        strategy: Template name or path (see :func:`load_template`).
+        system: The system message; None for none.
+        for_scoring: Append :func:`answer_prefix` so the prompt ends where the label starts (score mode).
+        **fields: Passed to :func:`render_user_message`.
     """
     message = render_user_message(strategy, **fields)
+    suffix = answer_prefix(message) if for_scoring else ""
     if not getattr(tokenizer, "chat_template", None):
-        return message + "\n"
+        return message + "\n" + suffix
     messages = [{"role": "user", "content": message}]
     if system:
         messages.insert(0, {"role": "system", "content": system})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + suffix

@@ -46,3 +46,44 @@ def test_demo_command_prints_label_and_rationale(module_cache):
     assert result["label"] in result["distribution"]
     assert result["completion"].strip()
     assert abs(sum(result["distribution"].values()) - 1) < 1e-4
+
+
+def test_predict_end_to_end_on_synthesised_speech(module_cache):
+    from emollm import EmotionReasoner
+    from emollm.prosody.synth import synthesize
+
+    audio, _ = synthesize("Kids are talking by the door", pitch=1.5, words_per_minute=220)
+    reasoner = EmotionReasoner.from_pretrained(labels="ravdess8", strategy="acoustic", max_new_tokens=48)
+    pred = reasoner.predict(audio=audio, transcript="Kids are talking by the door")
+    assert pred.prosody and pred.prosody in pred.prompt
+    assert set(pred.distribution) == set(reasoner.labels.labels)
+    assert abs(sum(pred.distribution.values()) - 1) < 1e-4
+    assert pred.label == max(pred.distribution, key=pred.distribution.get)
+    assert pred.completion and pred.completion.strip()
+
+
+def test_evaluate_eight_examples(module_cache, tmp_path):
+    from emollm.audio import save_audio
+    from emollm.evaluation.harness import EvalConfig, evaluate
+    from emollm.prosody.synth import synthesize
+
+    settings = [(0.8, 130, "sad"), (1.6, 240, "happy"), (1.0, 175, "neutral"), (1.4, 260, "angry")] * 2
+    rows = []
+    for i, (pitch, rate, label) in enumerate(settings):
+        text = ["Kids are talking by the door", "Dogs are sitting by the door"][i % 2]
+        audio, _ = synthesize(text, pitch=pitch, words_per_minute=rate, voice=["Male1", "Female1"][i // 4])
+        save_audio(audio, tmp_path / f"{i}.wav")
+        rows.append({"id": str(i), "path": f"{i}.wav", "text": text, "label": label, "speaker": str(i // 4)})
+    manifest = tmp_path / "eight.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = EvalConfig(
+        data=f"manifest:{manifest}", split="all", labels="iemocap4", strategy="acoustic", mode="score",
+        output=str(tmp_path / "run"),
+    )  # fmt: skip
+    result = evaluate(config, progress=False)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["n"] == 8 and summary["with_prosody"] == 8
+    preds = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["id"] for p in preds) == [str(i) for i in range(8)]
+    assert all(abs(sum(p["distribution"].values()) - 1) < 1e-4 for p in preds)
+    assert result.metrics.wa == sum(p["label"] == p["gold"] for p in preds) / 8

@@ -1,4 +1,8 @@
-"""Evaluation: metrics (WA, UA, F1, parse failures, confusion matrices)."""
+"""Evaluation: metrics (WA, UA, F1, parse failures, confusion matrices) and the harness (``evaluate``).
+
+The harness loads torch and transformers, so it is imported from :mod:`emollm.evaluation.harness` (or as
+``emollm.evaluate``), not here.
+"""
 
 from emollm.evaluation.metrics import (
     UNPARSED,

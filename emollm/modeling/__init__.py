@@ -1,4 +1,4 @@
-"""Models: base-model loading (the offline default), label scoring and generation."""
+"""Models: base-model loading (the offline default), the ``EmotionLM`` wrapper, label scoring, generation."""
 
 from emollm.modeling.base import (
     BUILTIN_MODELS,
@@ -9,11 +9,13 @@ from emollm.modeling.base import (
     load_base_model,
     resolve_model,
 )
+from emollm.modeling.emotion_lm import EmotionLM
 from emollm.modeling.lm import generate, score_labels
 
 __all__ = [
     "BUILTIN_MODELS",
     "DEFAULT_MODEL",
+    "EmotionLM",
     "cache_dir",
     "convert_builtin",
     "generate",

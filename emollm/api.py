@@ -1,0 +1,427 @@
+"""The Python API: ``EmotionReasoner`` turns speech and/or text into a label, a distribution and a rationale.
+
+>>> from emollm import EmotionReasoner
+>>> reasoner = EmotionReasoner.from_pretrained(labels="ravdess8", strategy="acoustic")  # doctest: +SKIP
+>>> prediction = reasoner.predict(audio="clip.wav", transcript="Kids are talking.")  # doctest: +SKIP
+>>> prediction.label, prediction.distribution["angry"], prediction.rationale  # doctest: +SKIP
+
+What a prediction is made of:
+
+1. **Prosody** (when there is audio and prosody is on): :func:`emollm.extract_prosody` aligns the transcript
+   (or finds syllable nuclei when there is none) and measures every vowel; :func:`emollm.prosody.describe`
+   turns the salient cues into words, relative to the speaker when a fitted normaliser knows them, else to
+   the utterance itself.
+2. **Prompt**: the strategy's template (:mod:`emollm.prompting`) with the transcript, the last
+   ``context_turns`` turns, the speaker, the description and the label set, in the model's chat template.
+3. **Decoding** (``mode``): ``"score"`` gives the distribution (softmax of each label's log-probability
+   at the answer slot) and its argmax; ``"generate"`` gives a completion whose parsed answer is the label
+   (None when it names none); ``"both"`` (the default) gives the distribution, takes the label from it, and
+   adds the generated rationale, keeping the generated answer as ``generated_label``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from emollm.data.schema import Turn, Utterance
+from emollm.errors import ConfigError
+from emollm.labels import LabelSet, get_label_set
+from emollm.modeling.base import DEFAULT_MODEL
+from emollm.parsing import parse_completion
+from emollm.prompting import SYSTEM_PROMPT, answer_prefix, load_template, render_prompt, render_user_message
+
+MODES = ("score", "generate", "both")
+
+
+@dataclass
+class EmotionPrediction:
+    """What :meth:`EmotionReasoner.predict` says about one utterance.
+
+    Attributes:
+        label: The predicted label (argmax of ``distribution`` in score/both modes, the parsed answer in
+            generate mode), or None when a generated answer named no label.
+        distribution: Label -> probability over the whole label set (score/both modes), else None.
+        rationale: The model's reasoning (the ``<think>`` text, or the text before the answer); "" when
+            nothing was generated.
+        prosody: The description of how it was said that went into the prompt, or None.
+        completion: The raw generated text, or None in score mode.
+        generated_label: The label parsed from ``completion``, or None.
+        format_ok: Whether ``completion`` is exactly ``<think>..</think><answer>label</answer>``; None in
+            score mode.
+        prompt: The full prompt the model saw (chat template included).
+        notes: What was degraded on the way (no transcript, alignment fallback, clipped audio, ...).
+    """
+
+    label: str | None
+    distribution: dict[str, float] | None = None
+    rationale: str = ""
+    prosody: str | None = None
+    completion: str | None = None
+    generated_label: str | None = None
+    format_ok: bool | None = None
+    prompt: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    def to_text(self) -> str:
+        """Readable lines: the label, the distribution as bars, the prosody description and the rationale."""
+        lines = [f"label: {self.label or '(none: the answer named no label)'}"]
+        if self.distribution:
+            lines.append("distribution:")
+            for label, p in sorted(self.distribution.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {label:<10} {p:6.3f} {'#' * round(40 * p)}")
+        if self.prosody:
+            lines.append(f"prosody: {self.prosody}")
+        if self.completion is not None:
+            lines.append(f"rationale: {self.rationale or '(empty)'}")
+            lines.append(
+                f"generated answer: {self.generated_label or 'none parsed'}; format ok: {self.format_ok}"
+            )
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+class EmotionReasoner:
+    """Emotion label, distribution and rationale for an utterance, from any chat LLM.
+
+    Args:
+        lm: An :class:`~emollm.modeling.EmotionLM` (see :meth:`from_pretrained`).
+        labels: Label-set name, :class:`~emollm.labels.LabelSet` or list of labels to choose from.
+        strategy: Prompt template name (``minimal``, ``acoustic``, ``cot``) or path to a ``.jinja`` file.
+        mode: ``"score"``, ``"generate"`` or ``"both"`` (see the module docstring).
+        context_turns: Show at most this many earlier turns; None shows all that are given.
+        prosody: Describe the voice in the prompt when there is audio. None: on for ``acoustic`` only, so
+            ``minimal`` and ``cot`` stay text-only baselines.
+        prosody_style: ``"vowel"`` (summary and salient vowels) or ``"utterance"`` (summary only).
+        normalizer: A fitted :class:`~emollm.prosody.ProsodyNormalizer` or the path of its JSON; None
+            describes each utterance relative to itself.
+        max_vowels: At most this many vowels described.
+        max_words: The description's word limit.
+        max_new_tokens: Generation length; None: 16 for templates that ask for the label only, 128 for
+            templates that ask for ``<think>``/``<answer>``.
+        do_sample: Sample instead of greedy decoding; ``temperature`` applies then.
+        temperature: Sampling temperature.
+        length_normalize: Score labels by mean instead of summed token log-probability.
+        batch_size: Prompts per forward pass.
+        system: System message; None for none.
+    """
+
+    def __init__(
+        self,
+        lm,
+        *,
+        labels: str | LabelSet | Sequence[str] = "ravdess8",
+        strategy: str = "acoustic",
+        mode: str = "both",
+        context_turns: int | None = None,
+        prosody: bool | None = None,
+        prosody_style: str = "vowel",
+        normalizer=None,
+        max_vowels: int = 3,
+        max_words: int = 80,
+        max_new_tokens: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        length_normalize: bool = False,
+        batch_size: int = 8,
+        system: str | None = SYSTEM_PROMPT,
+    ):
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+        if prosody_style not in ("vowel", "utterance"):
+            raise ConfigError(
+                f"prosody_style must be 'vowel' or 'utterance', got {prosody_style!r} (use prosody=False "
+                "for no description)"
+            )
+        if context_turns is not None and context_turns < 0:
+            raise ConfigError(f"context_turns must be >= 0 or None, got {context_turns}")
+        load_template(strategy)  # fails early, listing the shipped strategies
+        if isinstance(normalizer, (str, Path)):
+            from emollm.prosody.normalize import ProsodyNormalizer
+
+            normalizer = ProsodyNormalizer.load(normalizer)
+        self.lm = lm
+        self.labels = get_label_set(labels)
+        self.strategy = strategy
+        self.mode = mode
+        self.context_turns = context_turns
+        self.prosody = (Path(strategy).stem == "acoustic") if prosody is None else bool(prosody)
+        self.prosody_style = prosody_style
+        self.normalizer = normalizer
+        self.max_vowels = max_vowels
+        self.max_words = max_words
+        self.do_sample = do_sample
+        self.temperature = temperature
+        self.length_normalize = length_normalize
+        self.batch_size = batch_size
+        self.system = system
+        reasons = bool(answer_prefix(self._message(transcript="x")))
+        self.max_new_tokens = max_new_tokens or (128 if reasons else 16)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: str | None = None, **settings
+    ) -> EmotionReasoner:
+        """Load a model (built-in name, local folder or hub id) and wrap it.
+
+        Args:
+            name_or_path: See :func:`emollm.load_base_model`; the offline default needs nothing else.
+            dtype: torch dtype of the weights (default float32).
+            device: ``"cpu"``, ``"cuda"``, ...
+            **settings: The keyword arguments of :class:`EmotionReasoner` (``labels``, ``strategy``...).
+        """
+        from emollm.modeling.emotion_lm import EmotionLM
+
+        return cls(EmotionLM.from_pretrained(name_or_path, dtype=dtype, device=device), **settings)
+
+    # -- building blocks -----------------------------------------------------------------------------------
+
+    def describe(
+        self, audio, transcript: str | None = None, speaker: str | None = None, **extract_kwargs
+    ) -> tuple[str, list[str]]:
+        """The prosody description of ``audio`` and the notes on what was degraded.
+
+        ``extract_kwargs`` go to :func:`emollm.extract_prosody` (``textgrid``, ``gender``...).
+        """
+        from emollm.prosody.pipeline import extract_prosody
+
+        features = extract_prosody(audio, transcript, speaker=speaker, **extract_kwargs)
+        return self.describe_features(features, speaker), list(features.notes)
+
+    def describe_features(self, features, speaker: str | None = None) -> str:
+        """The description of ready :class:`~emollm.prosody.ProsodyFeatures` with this reasoner's settings."""
+        from emollm.prosody.describe import describe
+        from emollm.prosody.normalize import utterance_relative
+
+        who = speaker if speaker is not None else features.speaker
+        normalized = (
+            self.normalizer.transform(features, who)
+            if self.normalizer is not None
+            else utterance_relative(features)
+        )
+        return describe(
+            features,
+            normalized,
+            style=self.prosody_style,
+            max_vowels=self.max_vowels,
+            max_words=self.max_words,
+        )
+
+    def _message(self, **fields) -> str:
+        return render_user_message(self.strategy, labels=self.labels, **fields)
+
+    def build_prompt(
+        self,
+        transcript: str | None = None,
+        context=None,
+        speaker: str | None = None,
+        prosody: str | None = None,
+        *,
+        for_scoring: bool = False,
+    ) -> str:
+        """The full prompt (chat template included); ``for_scoring`` adds the answer prefix."""
+        return render_prompt(
+            self.lm.tokenizer,
+            self.strategy,
+            system=self.system,
+            for_scoring=for_scoring,
+            transcript=transcript,
+            labels=self.labels,
+            context=_turns(context),
+            context_turns=self.context_turns,
+            speaker=speaker,
+            prosody=prosody,
+        )
+
+    # -- predictions ---------------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        audio=None,
+        transcript: str | None = None,
+        context=None,
+        speaker: str | None = None,
+        **extract_kwargs,
+    ) -> EmotionPrediction:
+        """Predict the emotion of one utterance.
+
+        Args:
+            audio: A file path, an array (with ``sample_rate=``) or an :class:`~emollm.audio.Audio`; None for
+                text only. Without a transcript, prosody comes from syllable-nucleus detection.
+            transcript: What was said; None when unknown (audio must then be given).
+            context: Earlier turns, oldest first: :class:`~emollm.data.Turn` objects, ``{"speaker", "text"}``
+                dicts or ``(speaker, text)`` pairs.
+            speaker: Who is speaking (shown in the prompt; selects speaker statistics in the normaliser).
+            **extract_kwargs: For the prosody pipeline: ``textgrid``, ``gender``, ``sample_rate``...
+
+        Raises:
+            ConfigError: neither audio nor transcript. AudioError: unusable audio.
+        """
+        return self.predict_batch([{"audio": audio, "transcript": transcript, "context": context,
+                                    "speaker": speaker, **extract_kwargs}])[0]  # fmt: skip
+
+    def predict_batch(
+        self, items: Sequence, *, prosody: Sequence[str | None] | None = None, progress: bool = False
+    ) -> list[EmotionPrediction]:
+        """Predict many utterances, batching the model calls.
+
+        Args:
+            items: :class:`~emollm.data.Utterance` objects or dicts with the arguments of :meth:`predict`.
+            prosody: Ready descriptions, one per item (None entries: no description), e.g. from a cached
+                batch extraction; when given, no audio is processed here.
+            progress: Show a progress bar over the model calls.
+
+        Returns:
+            One :class:`EmotionPrediction` per item, in order. Identical prompts are computed once (the
+            decoding is deterministic unless ``do_sample``).
+        """
+        rows = [_as_fields(item) for item in items]
+        if prosody is not None and len(prosody) != len(rows):
+            raise ConfigError(f"prosody has {len(prosody)} entries for {len(rows)} items")
+        descriptions: list[str | None] = []
+        notes: list[list[str]] = []
+        for i, row in enumerate(rows):
+            if row["audio"] is None and not (row["transcript"] or "").strip():
+                raise ConfigError("predict needs audio, a transcript, or both; got neither")
+            if prosody is not None:
+                descriptions.append(prosody[i] if self.prosody else None)
+                notes.append([])
+            elif self.prosody and row["audio"] is not None:
+                text, extra = self.describe(row["audio"], row["transcript"], row["speaker"], **row["extract"])
+                descriptions.append(text or None)
+                notes.append(extra)
+            else:
+                descriptions.append(None)
+                notes.append(["text only: no audio was given"] if row["audio"] is None else [])
+            if not (row["transcript"] or "").strip():
+                notes[-1].append("no transcript: the prompt says it is unknown")
+
+        def prompts(for_scoring: bool) -> list[str]:
+            return [
+                self.build_prompt(
+                    row["transcript"], row["context"], row["name"], text, for_scoring=for_scoring
+                )
+                for row, text in zip(rows, descriptions)
+            ]
+
+        distributions: list[dict[str, float] | None] = [None] * len(rows)
+        completions: list[str | None] = [None] * len(rows)
+        generation_prompts = prompts(for_scoring=False)
+        scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
+        if self.mode in ("score", "both"):
+            unique = list(dict.fromkeys(scoring))
+            probs = self.lm.distribution(
+                unique, self.labels, length_normalize=self.length_normalize, batch_size=self.batch_size
+            ).tolist()
+            by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
+            distributions = [by_prompt[p] for p in scoring]
+        if self.mode in ("generate", "both"):
+            unique = generation_prompts if self.do_sample else list(dict.fromkeys(generation_prompts))
+            texts = self.lm.generate(
+                unique,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=self.do_sample,
+                temperature=self.temperature,
+                batch_size=self.batch_size,
+            )
+            if self.do_sample:
+                completions = texts
+            else:
+                by_prompt = dict(zip(unique, texts))
+                completions = [by_prompt[p] for p in generation_prompts]
+
+        out = []
+        for i in range(len(rows)):
+            dist, completion = distributions[i], completions[i]
+            parsed = parse_completion(completion, self.labels) if completion is not None else None
+            label = max(dist, key=dist.get) if dist is not None else (parsed.label if parsed else None)
+            out.append(
+                EmotionPrediction(
+                    label=label,
+                    distribution=dist,
+                    rationale=parsed.rationale if parsed else "",
+                    prosody=descriptions[i],
+                    completion=completion,
+                    generated_label=parsed.label if parsed else None,
+                    format_ok=parsed.format_ok if parsed else None,
+                    prompt=generation_prompts[i] if completion is not None else scoring[i],
+                    notes=notes[i],
+                )
+            )
+        return out
+
+    def settings(self) -> dict:
+        """The settings that decide the predictions (recorded by the evaluation harness)."""
+        return {
+            "model": self.lm.name,
+            "labels": list(self.labels.labels),
+            "strategy": self.strategy,
+            "mode": self.mode,
+            "context_turns": self.context_turns,
+            "prosody": self.prosody,
+            "prosody_style": self.prosody_style,
+            "normalizer": None if self.normalizer is None else "fitted",
+            "max_vowels": self.max_vowels,
+            "max_words": self.max_words,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "temperature": self.temperature,
+            "length_normalize": self.length_normalize,
+            "system": self.system,
+        }
+
+    def __repr__(self) -> str:
+        return f"EmotionReasoner({json.dumps(self.settings())})"
+
+
+def _turns(context) -> list[Turn]:
+    turns = []
+    for turn in context or []:
+        if isinstance(turn, Turn):
+            turns.append(turn)
+        elif isinstance(turn, dict) and {"speaker", "text"} <= set(turn):
+            turns.append(Turn(str(turn["speaker"]), str(turn["text"])))
+        elif isinstance(turn, (tuple, list)) and len(turn) == 2:
+            turns.append(Turn(str(turn[0]), str(turn[1])))
+        else:
+            raise ConfigError(
+                f"a context turn must be a Turn, a {{'speaker', 'text'}} dict or a (speaker, text) pair; "
+                f"got {turn!r}"
+            )
+    return turns
+
+
+def _as_fields(item) -> dict:
+    """An Utterance or a dict of :meth:`EmotionReasoner.predict` arguments -> one normal form."""
+    if isinstance(item, Utterance):
+        audio = item.audio_path if item.audio_path is not None else item.audio
+        extract = {"sample_rate": item.sample_rate} if item.audio is not None else {}
+        if item.gender:
+            extract["gender"] = item.gender
+        # Corpus speaker ids are "corpus/name"; the prompt names the speaker only in conversations.
+        name = item.speaker.split("/", 1)[-1] if item.speaker and item.dialogue_id else None
+        return {
+            "audio": audio,
+            "transcript": item.transcript,
+            "context": item.context,
+            "speaker": item.speaker,
+            "name": name,
+            "extract": extract,
+        }
+    if not isinstance(item, dict):
+        raise ConfigError(f"an item must be an Utterance or a dict of predict() arguments, got {type(item)}")
+    known = {"audio", "transcript", "context", "speaker"}
+    return {
+        "audio": item.get("audio"),
+        "transcript": item.get("transcript"),
+        "context": item.get("context"),
+        "speaker": item.get("speaker"),
+        "name": item.get("speaker"),
+        "extract": {k: v for k, v in item.items() if k not in known and v is not None},
+    }

@@ -1,0 +1,115 @@
+"""EmotionReasoner on a tiny random Llama: wiring, modes, prosody in the prompt, batching."""
+
+import pytest
+import torch
+
+from emollm.api import EmotionReasoner
+from emollm.data.schema import Turn, Utterance
+from emollm.errors import ConfigError
+from emollm.modeling import EmotionLM, score_labels
+from emollm.prosody.synth import synthesize
+
+RAVDESS8 = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+
+
+@pytest.fixture
+def lm(tiny_model, tiny_tokenizer):
+    return EmotionLM(tiny_model, tiny_tokenizer, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    audio, _ = synthesize("Kids are talking by the door", pitch=1.4, words_per_minute=200)
+    return audio
+
+
+def test_text_only_both_modes(lm):
+    reasoner = EmotionReasoner(lm, labels="ravdess8", strategy="cot", max_new_tokens=6)
+    pred = reasoner.predict(transcript="Leave me alone!", context=[("Ann", "Hi."), Turn("Bob", "Go away.")])
+    assert list(pred.distribution) == RAVDESS8
+    assert abs(sum(pred.distribution.values()) - 1) < 1e-5
+    assert pred.label == max(pred.distribution, key=pred.distribution.get)
+    assert pred.completion is not None and pred.prosody is None
+    assert "text only: no audio was given" in pred.notes
+    assert '"Leave me alone!"' in pred.prompt and "Ann: Hi." in pred.prompt and "Bob: Go away." in pred.prompt
+
+
+def test_score_mode_distribution_is_softmax_after_the_answer_tag(lm, tiny_model, tiny_tokenizer):
+    reasoner = EmotionReasoner(lm, labels="ravdess8", strategy="cot", mode="score")
+    pred = reasoner.predict(transcript="I won!")
+    assert pred.completion is None and pred.rationale == "" and pred.format_ok is None
+    # cot asks for <answer> tags, so the label is scored right after "<answer>" in the assistant turn
+    assert pred.prompt.endswith("<|im_start|>assistant\n<answer>")
+    expected = score_labels(tiny_model, tiny_tokenizer, [pred.prompt], RAVDESS8)[0].softmax(-1)
+    assert torch.allclose(torch.tensor(list(pred.distribution.values())), expected, atol=1e-6)
+    minimal = EmotionReasoner(lm, labels="ravdess8", strategy="minimal", mode="score").predict(transcript="x")
+    assert minimal.prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_generate_mode_label_is_the_parsed_answer(lm, monkeypatch):
+    reasoner = EmotionReasoner(lm, labels="ravdess8", strategy="cot", mode="generate")
+    monkeypatch.setattr(
+        lm, "generate", lambda prompts, **kw: ["<think>Shouting.</think><answer>furious</answer>"]
+    )
+    pred = reasoner.predict(transcript="Get out!")
+    assert (pred.label, pred.rationale, pred.format_ok, pred.distribution) == (
+        "angry",
+        "Shouting.",
+        True,
+        None,
+    )
+    monkeypatch.setattr(lm, "generate", lambda prompts, **kw: ["no idea"])
+    assert reasoner.predict(transcript="Get out!").label is None  # a parse failure stays visible
+
+
+def test_audio_gives_a_prosody_description_in_the_acoustic_prompt(lm, speech):
+    reasoner = EmotionReasoner(lm, labels="ravdess8", strategy="acoustic", mode="score")
+    pred = reasoner.predict(audio=speech, transcript="Kids are talking by the door")
+    assert pred.prosody and "Speech rate" in pred.prosody
+    assert f"How it was said (measured from the audio): {pred.prosody}" in pred.prompt
+    # minimal and cot are text-only unless prosody is switched on
+    text_only = EmotionReasoner(lm, labels="ravdess8", strategy="minimal", mode="score")
+    assert text_only.predict(audio=speech, transcript="Kids").prosody is None
+    switched = EmotionReasoner(lm, labels="ravdess8", strategy="minimal", mode="score", prosody=True)
+    assert switched.predict(audio=speech, transcript="Kids are talking by the door").prosody == pred.prosody
+
+
+def test_audio_without_transcript_uses_syllable_nuclei(lm, speech):
+    pred = EmotionReasoner(lm, labels="ravdess8", mode="score").predict(audio=speech)
+    assert pred.prosody
+    assert "(transcript unknown)" in pred.prompt
+    assert any("no transcript" in note for note in pred.notes)
+
+
+def test_batch_equals_one_by_one(lm):
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="cot", max_new_tokens=5, batch_size=3)
+    texts = ["a", "a much longer utterance than the others", "mid length one", "a"]
+    batched = reasoner.predict_batch([{"transcript": t} for t in texts])
+    single = [reasoner.predict(transcript=t) for t in texts]
+    for b, s in zip(batched, single):
+        assert b.completion == s.completion
+        for label in b.distribution:
+            assert abs(b.distribution[label] - s.distribution[label]) < 1e-5
+    assert batched[0] == batched[3]  # identical prompts are computed once and give the same result
+
+
+def test_utterances_name_their_speaker_only_in_conversations(lm):
+    reasoner = EmotionReasoner(lm, labels="meld7", strategy="minimal", mode="score")
+    talk = Utterance(
+        "meld/1", transcript="Hi.", speaker="meld/Ross", dialogue_id="d1", context=[Turn("Joey", "Yo")]
+    )
+    alone = Utterance("ravdess/1", transcript="Hi.", speaker="ravdess/12")
+    first, second = reasoner.predict_batch([talk, alone])
+    assert "Utterance by Ross:" in first.prompt and "Joey: Yo" in first.prompt
+    assert "Utterance:" in second.prompt and "12" not in second.prompt.split("Utterance")[1]
+
+
+def test_bad_inputs(lm):
+    with pytest.raises(ConfigError, match="neither"):
+        EmotionReasoner(lm).predict()
+    with pytest.raises(ConfigError, match="mode"):
+        EmotionReasoner(lm, mode="vote")
+    with pytest.raises(ConfigError, match="accepted: .*acoustic"):
+        EmotionReasoner(lm, strategy="fancy")
+    with pytest.raises(ConfigError, match="context turn"):
+        EmotionReasoner(lm, mode="score").predict(transcript="x", context=["just text"])

@@ -1,0 +1,157 @@
+"""The evaluation harness on a tiny random Llama: outputs, metrics, resume, refusal of mismatched folders."""
+
+import json
+import random
+
+import pytest
+
+from emollm.audio import save_audio
+from emollm.cli import main
+from emollm.errors import ConfigError
+from emollm.evaluation.harness import EvalConfig, evaluate
+from emollm.modeling import EmotionLM, base
+
+TEXTS = [
+    ("u1", "I am so happy today!", "happy"),
+    ("u2", "Leave me alone.", "angry"),
+    ("u3", "It is raining again.", "sad"),
+    ("u4", "The meeting is at noon.", "neutral"),
+    ("u5", "What a wonderful gift!", "happy"),
+    ("u6", "I hate waiting.", "angry"),
+]
+
+
+@pytest.fixture
+def lm(tiny_model, tiny_tokenizer):
+    return EmotionLM(tiny_model, tiny_tokenizer, name="tiny")
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t, "label": lab}) + "\n" for i, t, lab in TEXTS))
+    return f"manifest:{path}"
+
+
+def config(manifest, out, **kw):
+    return EvalConfig(data=manifest, split="all", labels="iemocap4", output=str(out), batch_size=1, **kw)
+
+
+def read_rows(out):
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_writes_every_output_and_metrics_match_the_predictions(lm, manifest, tmp_path):
+    out = tmp_path / "run"
+    result = evaluate(config(manifest, out), lm=lm, progress=False)
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json", "predictions.jsonl", "metrics.json", "report.md", "confusion.png"
+    }  # fmt: skip
+    rows = read_rows(out)
+    assert [r["id"] for r in rows] == [f"u{i}" for i in range(1, 7)]
+    summary = json.loads((out / "metrics.json").read_text())
+    correct = sum(r["label"] == r["gold"] for r in rows)
+    assert summary["metrics"]["wa"] == pytest.approx(correct / 6)
+    assert summary["metrics"]["mean_true_prob"] == pytest.approx(
+        sum(r["distribution"][r["gold"]] for r in rows) / 6, abs=1e-6
+    )
+    assert summary["baselines"]["chance"]["wa"] == pytest.approx(0.25)
+    assert result.predicted == 6 and summary["n"] == 6
+    report = (out / "report.md").read_text()
+    assert "| chance |" in report and "| majority |" in report and "(unparsed)" in report
+
+
+def test_interrupted_run_resumes_without_duplicates(lm, manifest, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    from emollm.api import EmotionReasoner
+
+    real = EmotionReasoner.predict_batch
+    calls = {"n": 0}
+
+    def dies_on_second_chunk(self, items, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, items, **kw)
+
+    monkeypatch.setattr(EmotionReasoner, "predict_batch", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config(manifest, out), lm=lm, progress=False)  # batch 1 -> chunks of 4
+    assert len(read_rows(out)) == 4
+    with open(out / "predictions.jsonl", "a") as handle:
+        handle.write('{"id": "u5", "gold": "ha')  # killed in the middle of a write
+    monkeypatch.setattr(EmotionReasoner, "predict_batch", real)
+    result = evaluate(config(manifest, out), lm=lm, progress=False)
+    rows = read_rows(out)
+    assert result.predicted == 2
+    assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
+    again = evaluate(config(manifest, out), lm=lm, progress=False)
+    assert again.predicted == 0 and len(read_rows(out)) == 6
+
+
+def test_other_settings_are_refused_unless_overwrite(lm, manifest, tmp_path):
+    out = tmp_path / "run"
+    evaluate(config(manifest, out), lm=lm, progress=False)
+    with pytest.raises(ConfigError, match=r"strategy: 'minimal' -> 'cot'.*--overwrite"):
+        evaluate(config(manifest, out, strategy="cot"), lm=lm, progress=False)
+    result = evaluate(config(manifest, out, strategy="cot"), lm=lm, overwrite=True, progress=False)
+    assert result.predicted == 6 and len(read_rows(out)) == 6
+
+
+def test_generate_mode_counts_parse_failures_and_format(lm, manifest, tmp_path, monkeypatch):
+    answers = iter(
+        ["<think>a</think><answer>happy</answer>", "banana", "sad", "x", "y", "<answer>angry</answer>"]
+    )
+    monkeypatch.setattr(lm, "generate", lambda prompts, **kw: [next(answers) for _ in prompts])
+    out = tmp_path / "gen"
+    result = evaluate(config(manifest, out, strategy="cot", mode="generate"), lm=lm, progress=False)
+    assert result.metrics.parse_failures == 3
+    assert result.summary["format_ok_rate"] == pytest.approx(1 / 6)
+    assert result.metrics.wa == pytest.approx(3 / 6)  # u1 happy, u3 sad and u6 angry are right
+
+
+def test_limit_draws_a_seeded_sample_in_corpus_order(lm, manifest, tmp_path):
+    a = evaluate(config(manifest, tmp_path / "a", limit=3), lm=lm, progress=False)
+    b = evaluate(config(manifest, tmp_path / "b", limit=3), lm=lm, progress=False)
+    ids = [r["id"] for r in read_rows(a.output_dir)]
+    assert ids == [r["id"] for r in read_rows(b.output_dir)] and len(ids) == 3
+    expected = sorted(random.Random(0).sample(range(6), 3))  # the documented draw, kept in corpus order
+    assert ids == [f"u{i + 1}" for i in expected]
+
+
+def test_acoustic_prompts_carry_the_prosody_of_each_clip(lm, tmp_path, emollm_cache):
+    from emollm.prosody.synth import synthesize
+
+    rows = []
+    for i, (pitch, rate) in enumerate([(1.0, 150), (1.6, 230), (0.8, 120)]):
+        audio, _ = synthesize("Kids are talking by the door", pitch=pitch, words_per_minute=rate)
+        save_audio(audio, tmp_path / f"clip{i}.wav")
+        rows.append({"id": f"c{i}", "path": f"clip{i}.wav", "text": "Kids are talking by the door",
+                     "label": ["neutral", "happy", "sad"][i], "speaker": "s1"})  # fmt: skip
+    path = tmp_path / "speech.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(f"manifest:{path}", tmp_path / "ac", strategy="acoustic")
+    result = evaluate(cfg, lm=lm, progress=False)
+    out = read_rows(result.output_dir)
+    assert result.summary["with_prosody"] == 3
+    assert all(r["prosody"] and r["prosody"] in r["prompt"] for r in out)
+    assert len({r["prosody"] for r in out}) == 3  # each clip described from its own audio
+    off = evaluate(
+        config(f"manifest:{path}", tmp_path / "off", strategy="acoustic", prosody=False),
+        lm=lm,
+        progress=False,
+    )
+    assert off.summary["with_prosody"] == 0
+    assert all("no audio measurements are available" in r["prompt"] for r in read_rows(off.output_dir))
+
+
+def test_cli_evaluate(tmp_path, tiny_model, tiny_tokenizer, manifest, capsys):
+    folder = base.save_to_cache(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+    out = tmp_path / "cli"
+    argv = ["evaluate", "--data", manifest, "--split", "all", "--labels", "iemocap4", "--model", str(folder),
+            "--output", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| model | 6 |" in printed and "metrics.json" in printed
+    assert main([*argv, "--strategy", "cot"]) == 2
+    assert "other settings" in capsys.readouterr().err
