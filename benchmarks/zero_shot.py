@@ -1,0 +1,150 @@
+"""Zero-shot accuracy of the default model: every strategy x mode on RAVDESS and MELD dev.
+
+Runs the evaluation harness (``emollm.evaluation.harness.evaluate``) once per row of the grid below, each
+into its own folder under ``--runs`` (resumable: an interrupted benchmark picks up where it stopped), then
+prints one table and writes it as JSON. Chance and majority-class baselines come from the same runs.
+
+Grid:
+
+- RAVDESS, all 1080 clips, 8 classes: minimal / acoustic / cot x score / generate, plus acoustic with the
+  prosody description switched off (the same prompt saying no measurements are available), which shows
+  what the description adds.
+- MELD dev (1109 utterances, 7 classes, no audio in ../shared): the three strategies x two modes, with
+  context 0 and 4 turns. With no audio, ``acoustic`` runs as its text-only form.
+
+``--limit N`` draws N utterances per run (seeded), for a quicker, noisier table; ``--generate-limit``
+does that for generate-mode runs only (they cost ~100x more on a CPU).
+
+    python benchmarks/zero_shot.py                        # the full grid
+    python benchmarks/zero_shot.py --generate-limit 200   # generate runs on a seeded subset of 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import torch
+
+from emollm.evaluation.harness import EvalConfig, evaluate
+from emollm.io import write_text_atomic
+from emollm.modeling import EmotionLM
+
+
+def grid(data_root: str) -> list[tuple[str, dict]]:
+    """(name, EvalConfig keyword arguments) for every run."""
+    runs = []
+    for mode in ("score", "generate"):
+        for strategy in ("minimal", "acoustic", "cot"):
+            kwargs = {"data": "ravdess", "split": "all", "strategy": strategy, "mode": mode}
+            runs.append((f"ravdess/{strategy}/{mode}", kwargs))
+        runs.append((f"ravdess/acoustic-no-prosody/{mode}", {"data": "ravdess", "split": "all",
+                     "strategy": "acoustic", "mode": mode, "prosody": False}))  # fmt: skip
+    for context in (0, 4):
+        for mode in ("score", "generate"):
+            for strategy in ("minimal", "acoustic", "cot"):
+                runs.append((f"meld-dev/c{context}/{strategy}/{mode}", {"data": "meld", "split": "dev",
+                             "strategy": strategy, "mode": mode, "context": context}))  # fmt: skip
+    for _, kwargs in runs:
+        kwargs["data_root"] = data_root
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--runs", default="benchmarks/runs/zero_shot", help="folder of the per-run outputs")
+    parser.add_argument("--limit", type=int, help="utterances per run (seeded draw); default all")
+    parser.add_argument("--generate-limit", type=int, help="utterances per generate-mode run")
+    parser.add_argument(
+        "--only", help="run only grid rows whose name contains one of these (comma-separated)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, help="generation length (default: 16 or 128)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", default="benchmarks/results/zero_shot.json")
+    args = parser.parse_args(argv)
+
+    lm = EmotionLM.from_pretrained()
+    rows = []
+    for name, kwargs in grid(args.data_root):
+        if args.only and not any(part in name for part in args.only.split(",")):
+            continue
+        limit = args.generate_limit if kwargs["mode"] == "generate" and args.generate_limit else args.limit
+        output = f"{args.runs}/{name.replace('/', '-')}"
+        config = EvalConfig(
+            **kwargs,
+            limit=limit,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            output=output,
+        )
+        start = time.perf_counter()
+        result = evaluate(config, lm=lm, progress=True)
+        m, b = result.metrics, result.baselines
+        rows.append(
+            {
+                "run": name,
+                "n": m.n,
+                "wa": m.wa,
+                "ua": m.ua,
+                "weighted_f1": m.weighted_f1,
+                "macro_f1": m.macro_f1,
+                "parse_failure_rate": m.parse_failure_rate,
+                "format_ok_rate": result.summary["format_ok_rate"],
+                "mean_true_prob": m.mean_true_prob,
+                "with_prosody": result.summary["with_prosody"],
+                "chance_wa": b["chance"].wa,
+                "majority_wa": b["majority"].wa,
+                "majority_ua": b["majority"].ua,
+                "majority": b["majority"].description,
+                "seconds": round(time.perf_counter() - start, 1),
+                "output": str(result.output_dir),
+            }
+        )
+        print(_table(rows[-1:]), flush=True)
+        _write(args, rows)  # after every run, so a stopped benchmark still leaves its finished rows
+
+    print("\n" + _table(rows))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write(args: argparse.Namespace, rows: list[dict]) -> None:
+    facts = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "limit": args.limit,
+        "generate_limit": args.generate_limit,
+        "max_new_tokens": args.max_new_tokens,
+        "only": args.only,
+    }
+    write_text_atomic(args.out, json.dumps({"facts": facts, "rows": rows}, indent=2) + "\n")
+
+
+def _table(rows: list[dict]) -> str:
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = [
+        "| run | n | WA % | UA % | wF1 % | mF1 % | unparsed % | format ok % | p(true) % | chance WA % "
+        "| majority WA % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['run']} | {r['n']} | {pct(r['wa'])} | {pct(r['ua'])} | {pct(r['weighted_f1'])} | "
+            f"{pct(r['macro_f1'])} | {pct(r['parse_failure_rate'])} | {pct(r['format_ok_rate'])} | "
+            f"{pct(r['mean_true_prob'])} | {pct(r['chance_wa'])} | {pct(r['majority_wa'])} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Run the ``>>>`` examples of the modules whose examples need no model, data or network."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["emollm.labels", "emollm.parsing", "emollm.prompting", "emollm.evaluation.metrics"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
