@@ -43,11 +43,17 @@ def grid(data_root: str) -> list[tuple[str, dict]]:
             runs.append((f"ravdess/{strategy}/{mode}", kwargs))
         runs.append((f"ravdess/acoustic-no-prosody/{mode}", {"data": "ravdess", "split": "all",
                      "strategy": "acoustic", "mode": mode, "prosody": False}))  # fmt: skip
+    for name in ("acoustic", "acoustic-no-prosody", "minimal"):  # contextual calibration, score mode
+        kwargs = {"data": "ravdess", "split": "all", "strategy": name.split("-")[0], "mode": "score"}
+        kwargs.update({"calibrate": True, **({"prosody": False} if "no-prosody" in name else {})})
+        runs.append((f"ravdess/{name}/score+calibrated", kwargs))
     for context in (0, 4):
         for mode in ("score", "generate"):
             for strategy in ("minimal", "acoustic", "cot"):
                 runs.append((f"meld-dev/c{context}/{strategy}/{mode}", {"data": "meld", "split": "dev",
                              "strategy": strategy, "mode": mode, "context": context}))  # fmt: skip
+        kwargs = {"data": "meld", "split": "dev", "strategy": "minimal", "mode": "score", "context": context}
+        runs.append((f"meld-dev/c{context}/minimal/score+calibrated", {**kwargs, "calibrate": True}))
     for _, kwargs in runs:
         kwargs["data_root"] = data_root
     return runs

@@ -108,6 +108,9 @@ class EmotionReasoner:
         do_sample: Sample instead of greedy decoding; ``temperature`` applies then.
         temperature: Sampling temperature.
         length_normalize: Score labels by mean instead of summed token log-probability.
+        calibrate: Contextual calibration of score mode (Zhao et al., 2021): divide each label's probability
+            by its probability after a content-free input (transcript and description "N/A", no context),
+            then renormalise. It removes the prompt's prior bias toward some labels.
         batch_size: Prompts per forward pass.
         system: System message; None for none.
     """
@@ -129,6 +132,7 @@ class EmotionReasoner:
         do_sample: bool = False,
         temperature: float = 1.0,
         length_normalize: bool = False,
+        calibrate: bool = False,
         batch_size: int = 8,
         system: str | None = SYSTEM_PROMPT,
     ):
@@ -159,6 +163,8 @@ class EmotionReasoner:
         self.do_sample = do_sample
         self.temperature = temperature
         self.length_normalize = length_normalize
+        self.calibrate = calibrate
+        self._content_free = None
         self.batch_size = batch_size
         self.system = system
         reasons = bool(answer_prefix(self._message(transcript="x")))
@@ -212,6 +218,15 @@ class EmotionReasoner:
             max_vowels=self.max_vowels,
             max_words=self.max_words,
         )
+
+    def content_free_scores(self):
+        """Label log-probabilities after a content-free input ("N/A"), shape ``(len(labels),)``; cached."""
+        if self._content_free is None:
+            prompt = self.build_prompt("N/A", None, None, "N/A" if self.prosody else None, for_scoring=True)
+            self._content_free = self.lm.score([prompt], self.labels, length_normalize=self.length_normalize)[
+                0
+            ]
+        return self._content_free
 
     def _message(self, **fields) -> str:
         return render_user_message(self.strategy, labels=self.labels, **fields)
@@ -316,9 +331,12 @@ class EmotionReasoner:
         scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
         if self.mode in ("score", "both"):
             unique = list(dict.fromkeys(scoring))
-            probs = self.lm.distribution(
+            scores = self.lm.score(
                 unique, self.labels, length_normalize=self.length_normalize, batch_size=self.batch_size
-            ).tolist()
+            )
+            if self.calibrate:
+                scores = scores - self.content_free_scores()
+            probs = scores.softmax(dim=-1).tolist()
             by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
             distributions = [by_prompt[p] for p in scoring]
         if self.mode in ("generate", "both"):
@@ -373,6 +391,7 @@ class EmotionReasoner:
             "do_sample": self.do_sample,
             "temperature": self.temperature,
             "length_normalize": self.length_normalize,
+            "calibrate": self.calibrate,
             "system": self.system,
         }
 

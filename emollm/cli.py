@@ -106,6 +106,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         prosody=args.prosody,
         normalizer=args.normalizer,
         max_new_tokens=args.max_new_tokens,
+        calibrate=args.calibrate,
     )
     extra = {"gender": args.gender} if args.gender else {}
     prediction = reasoner.predict(args.file, args.transcript, context, args.speaker, **extra)
@@ -230,6 +231,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="describe the voice in the prompt (default: on for acoustic only)",
     )
     predict.add_argument("--normalizer", help="JSON of a fitted ProsodyNormalizer (speaker statistics)")
+    predict.add_argument(
+        "--calibrate", action="store_true", help="calibrate the distribution against a content-free input"
+    )
     predict.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
     predict.add_argument("--max-new-tokens", type=int, help="generation length (default 16 or 128)")
     predict.add_argument("--json", action="store_true", help="print JSON")

@@ -113,3 +113,16 @@ def test_bad_inputs(lm):
         EmotionReasoner(lm, strategy="fancy")
     with pytest.raises(ConfigError, match="context turn"):
         EmotionReasoner(lm, mode="score").predict(transcript="x", context=["just text"])
+
+
+def test_calibration_divides_by_the_content_free_distribution(lm, tiny_model, tiny_tokenizer):
+    plain = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score")
+    calibrated = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score", calibrate=True)
+    pred = calibrated.predict(transcript="What a day.")
+    scores = score_labels(
+        tiny_model, tiny_tokenizer, [plain.predict(transcript="What a day.").prompt], "iemocap4"
+    )
+    free = score_labels(tiny_model, tiny_tokenizer, [plain.build_prompt("N/A", for_scoring=True)], "iemocap4")
+    expected = (scores[0] - free[0]).softmax(-1)
+    assert torch.allclose(torch.tensor(list(pred.distribution.values())), expected, atol=1e-6)
+    assert not torch.allclose(expected, scores[0].softmax(-1), atol=1e-3)  # calibration changed something

@@ -34,7 +34,8 @@ def manifest(tmp_path):
 
 
 def config(manifest, out, **kw):
-    return EvalConfig(data=manifest, split="all", labels="iemocap4", output=str(out), batch_size=1, **kw)
+    kw.setdefault("batch_size", 1)
+    return EvalConfig(data=manifest, split="all", labels="iemocap4", output=str(out), **kw)
 
 
 def read_rows(out):
@@ -76,16 +77,16 @@ def test_interrupted_run_resumes_without_duplicates(lm, manifest, tmp_path, monk
 
     monkeypatch.setattr(EmotionReasoner, "predict_batch", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(config(manifest, out), lm=lm, progress=False)  # batch 1 -> chunks of 4
-    assert len(read_rows(out)) == 4
+        evaluate(config(manifest, out, batch_size=3), lm=lm, progress=False)  # killed in the 2nd batch
+    assert len(read_rows(out)) == 3
     with open(out / "predictions.jsonl", "a") as handle:
         handle.write('{"id": "u5", "gold": "ha')  # killed in the middle of a write
     monkeypatch.setattr(EmotionReasoner, "predict_batch", real)
-    result = evaluate(config(manifest, out), lm=lm, progress=False)
+    result = evaluate(config(manifest, out, batch_size=3), lm=lm, progress=False)
     rows = read_rows(out)
-    assert result.predicted == 2
+    assert result.predicted == 3
     assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
-    again = evaluate(config(manifest, out), lm=lm, progress=False)
+    again = evaluate(config(manifest, out, batch_size=3), lm=lm, progress=False)
     assert again.predicted == 0 and len(read_rows(out)) == 6
 
 

@@ -97,6 +97,9 @@ class EvalConfig:
     length_normalize: bool = field(
         default=False, metadata={"help": "score labels by mean instead of summed token log-probability"}
     )
+    calibrate: bool = field(
+        default=False, metadata={"help": "score mode: contextual calibration against a content-free input"}
+    )
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
     def output_dir(self) -> Path:
@@ -180,6 +183,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         prosody_style=config.prosody_style,
         max_new_tokens=config.max_new_tokens,
         length_normalize=config.length_normalize,
+        calibrate=config.calibrate,
         batch_size=config.batch_size,
     )
     out = config.output_dir()
@@ -202,7 +206,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         descriptions, notes = _describe_all(reasoner, utterances, todo, config, progress)
 
     predictions_path = out / "predictions.jsonl"
-    chunk = max(1, config.batch_size) * 4
+    chunk = max(1, config.batch_size)  # one forward batch: an interruption loses at most this many
     bar = tqdm(total=len(utterances), initial=len(utterances) - len(todo), disable=not progress, unit="utt")
     bar.set_description(f"{Path(config.strategy).stem}/{config.mode}")
     with open(predictions_path, "a", encoding="utf-8") as handle:
@@ -255,9 +259,10 @@ def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> set[str]:
         predictions.unlink(missing_ok=True)
     elif config_path.is_file() and predictions.is_file():
         old = json.loads(config_path.read_text(encoding="utf-8")).get("settings", {})
+        # A setting missing from an older folder's config.json did not exist then: not a difference.
         changed = [
             f"{key}: {old.get(key)!r} -> {settings.get(key)!r}"
-            for key in sorted(set(old) | set(settings))
+            for key in sorted(old)
             if old.get(key) != settings.get(key)
         ]
         if changed:

@@ -1,8 +1,9 @@
 """Two ways to ask a causal LM for an emotion: generate text, or score each label.
 
-``score_labels`` runs no generation: it computes log p(label tokens | prompt) for every label, packing all
-(prompt, label) pairs of a batch into one forward pass, and so gives a full distribution over the label
-set. ``generate`` produces free text (rationale + answer) with left padding.
+``score_labels`` runs no generation: it computes log p(label tokens | prompt) for every label and so gives a
+full distribution over the label set. Each batch of prompts costs two forward passes whatever the number of
+labels: one over the left-padded prompts, whose KV cache is then repeated once per label, and one over all
+the labels' tokens at once. ``generate`` produces free text (rationale + answer) with left padding.
 """
 
 from __future__ import annotations
@@ -21,6 +22,100 @@ def _encode_prompt(tokenizer, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
 
+def _pad_id(tokenizer) -> int:
+    """Id written into padded slots (always masked out, so any valid id does)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)``, both ``(len(sequences), longest)``, real tokens at the right."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        if seq:
+            input_ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            attention[i, width - len(seq) :] = 1
+    return input_ids, attention
+
+
+def _prompt_pass(
+    model,
+    attention_mask: torch.Tensor,
+    *,
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+):
+    """One forward pass over a left-padded batch of prompts (token ids or, later, embeddings).
+
+    Positions count real tokens only (``cumsum(mask) - 1``, 0 on padding), so a prompt gets the same
+    positions however much padding its batch adds. Only the last position's logits are computed.
+
+    Returns:
+        ``(logprobs, cache)``: float32 next-token log-probs at each prompt's end, shape ``(batch, vocab)``,
+        and the KV cache of the prompts.
+    """
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids,
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        past_key_values=None,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return torch.log_softmax(out.logits[:, -1].float(), dim=-1), out.past_key_values
+
+
+def _can_repeat(cache) -> bool:
+    """Whether every layer of ``cache`` can be repeated along the batch (attention KV caches can)."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(getattr(cache, "is_linear", ())):  # recurrent states: not handled
+        return False
+    return all(hasattr(layer, "batch_repeat_interleave") for layer in layers)
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)[..., targets]`` without materialising the full log-softmax."""
+    logits = logits.float()
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def _label_pass(
+    model, cache, prompt_mask: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Sum of log p(label token t | prompt, label tokens < t) over t >= 1, for every prompt and label.
+
+    ``cache`` (the prompts' KV cache, modified in place) is repeated once per label; ``inputs``, ``targets``
+    and ``mask`` are ``(labels, width)``: each label's tokens but the last, those but the first, and which
+    slots are real. Returns ``(prompts, labels)``.
+    """
+    if not _can_repeat(cache):
+        raise ConfigError(
+            f"score_labels cannot reuse a {type(cache).__name__} across labels: its layers cannot be "
+            "repeated along the batch"
+        )
+    batch, n_labels, width = prompt_mask.shape[0], inputs.shape[0], inputs.shape[1]
+    cache.batch_repeat_interleave(n_labels)  # row b * n_labels + j: prompt b, label j
+    prompt_len = prompt_mask.sum(-1).repeat_interleave(n_labels)
+    logits = model(
+        input_ids=inputs.repeat(batch, 1),
+        attention_mask=torch.cat(
+            [prompt_mask.repeat_interleave(n_labels, dim=0), mask.repeat(batch, 1)], dim=1
+        ),
+        position_ids=prompt_len[:, None] + torch.arange(width, device=inputs.device),  # continue each prompt
+        past_key_values=cache,
+        use_cache=True,
+    ).logits
+    token_lp = _token_logprobs(logits, targets.repeat(batch, 1))
+    return (token_lp * mask.repeat(batch, 1)).sum(-1).view(batch, n_labels)
+
+
 @torch.no_grad()
 def score_labels(
     model,
@@ -33,47 +128,63 @@ def score_labels(
 ) -> torch.Tensor:
     """Log-probability of each label's token sequence after each prompt.
 
+    Per batch of prompts: one forward pass over the left-padded prompts (``use_cache=True``), whose last
+    position gives every label's first token; the KV cache is then repeated once per label of 2+ tokens
+    and one more pass runs all those labels' remaining tokens (right-padded; skipped if no label has 2+).
+
     Args:
         model: A causal LM.
-        tokenizer: Its tokenizer.
+        tokenizer: Its tokenizer (it needs no pad token).
         prompts: Prompts ending where the answer starts (e.g. from :func:`emollm.prompting.render_prompt`).
         labels: The label set; each label is scored as spelled.
         length_normalize: Divide each sum of token log-probs by the label's token count.
-        batch_size: Prompts per forward pass (each contributes one row per label).
+        batch_size: Prompts per forward pass (the label pass has up to ``batch_size * len(labels)`` rows).
 
     Returns:
         Tensor of shape ``(len(prompts), len(labels))``: summed (or mean) token log-probs. ``softmax`` over
         the last dimension gives a distribution over the label set.
     """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     label_set = get_label_set(labels)
     label_ids = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in label_set.labels]
     if any(len(ids) == 0 for ids in label_ids):
         raise ConfigError(f"a label tokenises to nothing: {dict(zip(label_set.labels, label_ids))}")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = _pad_id(tokenizer)
     device = next(model.parameters()).device
+    n_labels = len(label_ids)
+    lengths = torch.tensor([len(ids) for ids in label_ids], dtype=torch.float32)
+    first_ids = torch.tensor([ids[0] for ids in label_ids], device=device)
+    # The label pass runs only the labels of 2+ tokens, each fed all but its last token, right-padded: its
+    # outputs predict tokens 1..n-1 of the label.
+    multi = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
+    rest_width = max((len(label_ids[j]) - 1 for j in multi), default=0)
+    rest_inputs = torch.full((len(multi), rest_width), pad_id, dtype=torch.long)
+    rest_targets = torch.zeros((len(multi), rest_width), dtype=torch.long)
+    rest_mask = torch.zeros((len(multi), rest_width), dtype=torch.long)
+    for row, j in enumerate(multi):
+        ids = label_ids[j]
+        rest_inputs[row, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=torch.long)
+        rest_targets[row, : len(ids) - 1] = torch.tensor(ids[1:], dtype=torch.long)
+        rest_mask[row, : len(ids) - 1] = 1
+    rest = (rest_inputs.to(device), rest_targets.to(device), rest_mask.to(device))
+    multi_index = torch.tensor(multi, dtype=torch.long, device=device)
+
     rows: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [_encode_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
         if any(len(ids) == 0 for ids in chunk):
             raise ConfigError("score_labels needs non-empty prompts: a prompt tokenised to no tokens")
-        seqs = [p + lab for p in chunk for lab in label_ids]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, seq in enumerate(seqs):  # right padding: real tokens keep positions 0..len-1
-            input_ids[i, : len(seq)] = torch.tensor(seq)
-            attention[i, : len(seq)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        scores = torch.empty(len(seqs))
-        for i, seq in enumerate(seqs):
-            prompt_len = len(chunk[i // len(label_ids)])
-            target = torch.tensor(seq[prompt_len:], device=device)
-            positions = torch.arange(prompt_len - 1, len(seq) - 1, device=device)
-            token_lp = logprobs[i, positions, target]
-            scores[i] = token_lp.mean() if length_normalize else token_lp.sum()
-        rows.append(scores.view(len(chunk), len(label_ids)))
-    return torch.cat(rows) if rows else torch.empty(0, len(label_ids))
+        input_ids, attention = _left_pad(chunk, pad_id)
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        first_lp, cache = _prompt_pass(model, attention, input_ids=input_ids)
+        scores = first_lp[:, first_ids]  # (batch, labels): log p(first label token | prompt)
+        if multi:
+            scores[:, multi_index] += _label_pass(model, cache, attention, *rest)
+        del cache
+        scores = scores.cpu()
+        rows.append(scores / lengths if length_normalize else scores)
+    return torch.cat(rows) if rows else torch.empty(0, n_labels)
 
 
 @torch.no_grad()
@@ -86,14 +197,23 @@ def generate(
     do_sample: bool = False,
     temperature: float = 1.0,
     batch_size: int = 8,
+    min_new_tokens: int | None = None,
 ) -> list[str]:
     """Generate a completion for each prompt (left-padded batches, stop at EOS).
+
+    Args:
+        min_new_tokens: If given, EOS is suppressed until this many tokens are generated (benchmarks use
+            ``min_new_tokens == max_new_tokens`` to force a fixed length).
 
     Returns:
         The decoded completions (prompt removed, special tokens skipped), in prompt order.
     """
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if min_new_tokens is not None and not 0 <= min_new_tokens <= max_new_tokens:
+        raise ConfigError(
+            f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}"
+        )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -107,6 +227,8 @@ def generate(
             "max_new_tokens": max_new_tokens,
             "pad_token_id": tokenizer.pad_token_id,
         }
+        if min_new_tokens is not None:
+            kwargs["min_new_tokens"] = min_new_tokens
         if do_sample:
             kwargs["temperature"] = temperature
         generated = model.generate(**batch, **kwargs)
