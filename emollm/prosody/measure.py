@@ -407,25 +407,38 @@ def _energy_mean(db: np.ndarray) -> float:
 
 
 def _slope(times: np.ndarray, values: np.ndarray) -> float:
-    return float(np.polyfit(times, values, 1)[0]) if values.size >= 2 else NAN
+    """Slope of the least-squares line through ``(times, values)``; NaN below 2 points."""
+    if values.size < 2:
+        return NAN
+    centred = times - times.mean()
+    return float(np.dot(centred, values - values.mean()) / np.dot(centred, centred))
 
 
-def _sinc_interpolate(rows: np.ndarray, position: np.ndarray, depth: int = 30) -> np.ndarray:
-    """Praat's ``NUM_interpolate_sinc`` (sinc with a raised-cosine window) of each row at its own position."""
-    size = rows.shape[1]
+def _sinc_interpolate(r: np.ndarray, row: np.ndarray, position: np.ndarray, depth: int = 30) -> np.ndarray:
+    """Praat's ``NUM_interpolate_sinc`` (sinc with a raised-cosine window) of correlation rows at positions.
+
+    ``r`` holds lags 0..n per row, interpolated as Praat does over the mirrored lags -n..n: ``position[i]``
+    is a position in row ``row[i]`` of that mirrored array (lag + n).
+    """
+    window = r.shape[1] - 1
+    size = 2 * window + 1
     mid = np.floor(position).astype(int)
     frac = (position - mid)[:, None]
     reach = np.minimum(np.minimum(depth, mid + 1), size - 1 - mid)[:, None]
     k = np.arange(depth)[None, :]
-    index = np.arange(rows.shape[0])[:, None]
+    rows = row[:, None]
+
+    def mirrored(columns):  # r[row, |column - n|]: the mirrored row, without building it
+        return r[rows, np.abs(np.clip(columns, 0, size - 1) - window)]
+
     to_left, to_right = np.maximum(frac + k, 1e-12), 1 - frac + k  # frac 0: the sample itself (below)
-    left = rows[index, np.clip(mid[:, None] - k, 0, size - 1)] / to_left
-    right = rows[index, np.clip(mid[:, None] + 1 + k, 0, size - 1)] / to_right
+    left = mirrored(mid[:, None] - k) / to_left
+    right = mirrored(mid[:, None] + 1 + k) / to_right
     left *= 1 + np.cos(np.pi * to_left / (frac + reach))
     right *= 1 + np.cos(np.pi * to_right / (1 - frac + reach))
     terms = np.where(k % 2, -0.5, 0.5) * np.sin(np.pi * frac) / np.pi * (left + right)
     value = np.sum(np.where(k < reach, terms, 0.0), axis=1)
-    return np.where(frac[:, 0] == 0, rows[index[:, 0], np.clip(mid, 0, size - 1)], value)
+    return np.where(frac[:, 0] == 0, mirrored(mid[:, None])[:, 0], value)
 
 
 def _strongest_peak(r: np.ndarray) -> np.ndarray:
@@ -441,13 +454,13 @@ def _strongest_peak(r: np.ndarray) -> np.ndarray:
     col = np.argpartition(-estimate, 1, axis=1)[:, :2].ravel()  # refine the two strongest
     found = np.isfinite(estimate[row, col])
     row, col = row[found], col[found]
-    mirrored = np.concatenate([r[:, :0:-1], r], axis=1)[row]  # lags -n..n, as Praat interpolates
-    position = inner[col] + shift[row, col] + window
-    centre, down, up = (_sinc_interpolate(mirrored, position + d) for d in (0.0, -0.05, 0.05))
+    position = inner[col] + shift[row, col] + window  # in lags -n..n, as Praat interpolates
+    around = np.concatenate([position, position - 0.05, position + 0.05])
+    centre, down, up = np.split(_sinc_interpolate(r, np.tile(row, 3), around), 3)
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = down - 2 * centre + up
         position += np.where(curve < 0, np.clip(0.025 * (down - up) / curve, -0.05, 0.05), 0.0)
-        strength = _sinc_interpolate(mirrored, position)
+        strength = _sinc_interpolate(r, row, position)
         strength = np.where(strength > 1, 1 / strength, strength)
     strongest = np.full(r.shape[0], -np.inf)
     np.maximum.at(strongest, row, np.where(position - window >= 2, strength, -np.inf))  # lag < 2: voiceless

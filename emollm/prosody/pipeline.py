@@ -30,7 +30,7 @@ from emollm.prosody.align import align
 from emollm.prosody.measure import MeasureConfig, ProsodyFeatures, measure
 
 # Bump when a change to alignment or measurement changes results: old cache entries are then ignored.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def extract_prosody(
