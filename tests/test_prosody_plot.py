@@ -61,7 +61,9 @@ def test_pitch_has_unvoiced_gaps_within_range(figure):
     assert np.isnan(f0).any()
     voiced = f0[np.isfinite(f0)]
     assert voiced.size > 10
-    assert voiced.min() >= PITCH_FLOOR and voiced.max() <= PITCH_CEILING
+    # Praat refines each frame's peak by interpolation, which can land a hair outside the search range
+    # (74.996 Hz with a 75 Hz floor was seen; eSpeak's output is not bit-exact between runs).
+    assert voiced.min() >= 0.99 * PITCH_FLOOR and voiced.max() <= 1.01 * PITCH_CEILING
 
 
 def test_custom_pitch_range_and_title(speech):
