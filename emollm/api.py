@@ -181,10 +181,16 @@ class EmotionReasoner:
             dtype: torch dtype of the weights (default float32).
             device: ``"cpu"``, ``"cuda"``, ...
             **settings: The keyword arguments of :class:`EmotionReasoner` (``labels``, ``strategy``...).
+
+        A trained checkpoint folder (one with ``emollm_config.json``, from ``recipes/sft.py``) restores the
+        LoRA weights, the adapters and the settings it was trained with (label set, strategy, prosody);
+        ``settings`` given here override the saved ones.
         """
         from emollm.modeling.emotion_lm import EmotionLM
 
-        return cls(EmotionLM.from_pretrained(name_or_path, dtype=dtype, device=device), **settings)
+        lm = EmotionLM.from_pretrained(name_or_path, dtype=dtype, device=device)
+        saved = dict(getattr(lm, "checkpoint_config", {}).get("reasoner", {}))
+        return cls(lm, **{**saved, **settings})
 
     # -- building blocks -----------------------------------------------------------------------------------
 
@@ -221,6 +227,10 @@ class EmotionReasoner:
 
     def content_free_scores(self):
         """Label log-probabilities after a content-free input ("N/A"), shape ``(len(labels),)``; cached."""
+        if getattr(self.lm, "modalities", ()):
+            raise ConfigError(
+                "calibrate=True is for zero-shot prompting; a model with adapters is not calibrated"
+            )
         if self._content_free is None:
             prompt = self.build_prompt("N/A", None, None, "N/A" if self.prosody else None, for_scoring=True)
             self._content_free = self.lm.score([prompt], self.labels, length_normalize=self.length_normalize)[
@@ -252,7 +262,27 @@ class EmotionReasoner:
             context_turns=self.context_turns,
             speaker=speaker,
             prosody=prosody,
+            **getattr(self.lm, "placeholders", {}),
         )
+
+    def encode(self, rows: Sequence[dict]) -> list[dict]:
+        """Encoder frames for each item, one dict modality -> ``(T, D)`` tensor (adapter models only).
+
+        An item's ``audio`` feeds the audio adapter, its ``video`` (a frame folder, video file or image
+        list) the video adapter.
+        """
+        per_item: list[dict] = [{} for _ in rows]
+        for modality in self.lm.modalities:
+            inputs = [row.get(modality) for row in rows]
+            missing = [i for i, x in enumerate(inputs) if x is None]
+            if missing:
+                raise ConfigError(
+                    f"this model hears {modality} through its adapter, but item(s) {missing[:5]} have no "
+                    f"{modality}; give {modality}= for every item"
+                )
+            for item, frames in zip(per_item, self.lm.encode(modality, inputs)):
+                item[modality] = frames
+        return per_item
 
     # -- predictions ---------------------------------------------------------------------------------------
 
@@ -282,7 +312,12 @@ class EmotionReasoner:
                                     "speaker": speaker, **extract_kwargs}])[0]  # fmt: skip
 
     def predict_batch(
-        self, items: Sequence, *, prosody: Sequence[str | None] | None = None, progress: bool = False
+        self,
+        items: Sequence,
+        *,
+        prosody: Sequence[str | None] | None = None,
+        features: Sequence[dict] | None = None,
+        progress: bool = False,
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
 
@@ -290,6 +325,9 @@ class EmotionReasoner:
             items: :class:`~emollm.data.Utterance` objects or dicts with the arguments of :meth:`predict`.
             prosody: Ready descriptions, one per item (None entries: no description), e.g. from a cached
                 batch extraction; when given, no audio is processed here.
+            features: Ready encoder frames, one dict modality -> ``(T, D)`` per item, for a model with
+                adapters (e.g. cached with :func:`emollm.modeling.encoders.encode_cached`); by default the
+                model's encoders run on each item's audio (and video).
             progress: Show a progress bar over the model calls.
 
         Returns:
@@ -317,6 +355,19 @@ class EmotionReasoner:
             if not (row["transcript"] or "").strip():
                 notes[-1].append("no transcript: the prompt says it is unknown")
 
+        adapted = bool(getattr(self.lm, "modalities", ()))
+        if adapted:
+            if features is None:
+                features = self.encode(rows)
+            elif len(features) != len(rows):
+                raise ConfigError(f"features has {len(features)} entries for {len(rows)} items")
+        else:
+            features = None
+
+        def unique_prompts(prompts: list[str]) -> list[str]:
+            # Identical prompts are computed once; with adapters each item's audio differs, so never.
+            return list(prompts) if adapted else list(dict.fromkeys(prompts))
+
         def prompts(for_scoring: bool) -> list[str]:
             return [
                 self.build_prompt(
@@ -330,25 +381,35 @@ class EmotionReasoner:
         generation_prompts = prompts(for_scoring=False)
         scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
         if self.mode in ("score", "both"):
-            unique = list(dict.fromkeys(scoring))
+            unique = unique_prompts(scoring)
+            extra = {"features": features} if adapted else {}
             scores = self.lm.score(
-                unique, self.labels, length_normalize=self.length_normalize, batch_size=self.batch_size
+                unique,
+                self.labels,
+                length_normalize=self.length_normalize,
+                batch_size=self.batch_size,
+                **extra,
             )
             if self.calibrate:
                 scores = scores - self.content_free_scores()
             probs = scores.softmax(dim=-1).tolist()
-            by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
-            distributions = [by_prompt[p] for p in scoring]
+            if adapted:
+                distributions = [dict(zip(self.labels.labels, row)) for row in probs]
+            else:
+                by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
+                distributions = [by_prompt[p] for p in scoring]
         if self.mode in ("generate", "both"):
-            unique = generation_prompts if self.do_sample else list(dict.fromkeys(generation_prompts))
+            unique = generation_prompts if self.do_sample else unique_prompts(generation_prompts)
+            extra = {"features": features} if adapted else {}
             texts = self.lm.generate(
                 unique,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=self.do_sample,
                 temperature=self.temperature,
                 batch_size=self.batch_size,
+                **extra,
             )
-            if self.do_sample:
+            if self.do_sample or adapted:
                 completions = texts
             else:
                 by_prompt = dict(zip(unique, texts))
@@ -427,6 +488,7 @@ def _as_fields(item) -> dict:
         name = item.speaker.split("/", 1)[-1] if item.speaker and item.dialogue_id else None
         return {
             "audio": audio,
+            "video": None,
             "transcript": item.transcript,
             "context": item.context,
             "speaker": item.speaker,
@@ -435,9 +497,10 @@ def _as_fields(item) -> dict:
         }
     if not isinstance(item, dict):
         raise ConfigError(f"an item must be an Utterance or a dict of predict() arguments, got {type(item)}")
-    known = {"audio", "transcript", "context", "speaker"}
+    known = {"audio", "video", "transcript", "context", "speaker"}
     return {
         "audio": item.get("audio"),
+        "video": item.get("video"),
         "transcript": item.get("transcript"),
         "context": item.get("context"),
         "speaker": item.get("speaker"),

@@ -16,8 +16,13 @@ for ``<answer>`` tags gets the assistant turn prefilled with ``<answer>`` (:func
 reasoning step is skipped and the label is the next thing the model would write.
 
 Variables every template receives: ``transcript`` (str), ``labels`` (list of str), ``context`` (list of
-``{speaker, text}`` turns, oldest first, already cut to the window), ``speaker`` (str or None) and
-``prosody`` (a description of how it was said, or None).
+``{speaker, text}`` turns, oldest first, already cut to the window), ``speaker`` (str or None),
+``prosody`` (a description of how it was said, or None), and ``audio`` / ``video`` (a pseudo-token
+placeholder such as ``"<|audio|>"`` when an adapter feeds that modality, else None; see
+:mod:`emollm.modeling.injection`).
+
+The shipped templates put the fixed instructions and the label set first and the utterance last, so every
+prompt of a run starts with the same tokens and score mode computes that prefix once.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ def render_user_message(
     context_turns: int | None = None,
     speaker: str | None = None,
     prosody: str | None = None,
+    audio: str | None = None,
+    video: str | None = None,
 ) -> str:
     """Render a template to the user message text (no chat formatting).
 
@@ -92,13 +99,15 @@ def render_user_message(
         context_turns: Keep only the last N turns of ``context`` (None keeps all, 0 none).
         speaker: Who is speaking, if known.
         prosody: Description of the voice, if any.
+        audio: The audio placeholder (e.g. ``"<|audio|>"``) when pseudo-tokens carry the audio.
+        video: The video placeholder (e.g. ``"<|video|>"``) when pseudo-tokens carry the video.
 
     >>> print(render_user_message("minimal", transcript="Leave me alone.", labels=["sad", "angry"]))
     ... # doctest: +NORMALIZE_WHITESPACE
-    Classify the emotion of the speaker in the utterance below.
-    Utterance: "Leave me alone."
+    Classify the emotion of the speaker in the utterance at the end.
     Possible emotions: sad, angry.
     Answer with exactly one emotion from the list and nothing else.
+    Utterance: "Leave me alone."
     """
     turns = list(context or [])
     if context_turns is not None:
@@ -112,6 +121,8 @@ def render_user_message(
         context=turns,
         speaker=speaker,
         prosody=prosody,
+        audio=audio,
+        video=video,
     )
     return "\n".join(line for line in text.strip().splitlines() if line.strip())
 

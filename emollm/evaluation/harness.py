@@ -26,6 +26,10 @@ come from :func:`emollm.prosody.extract_many` with the on-disk cache, so a secon
 utterances' own audio: per-speaker statistics are unsupervised (labels are never read), as speaker
 normalisation is done in practice. ``"none"`` describes each utterance relative to itself; a path loads a
 normaliser fitted elsewhere (e.g. on a training split).
+
+**Trained checkpoints.** ``model`` may be a checkpoint folder from ``recipes/sft.py``; a model with adapters
+hears each utterance's audio through its encoder, whose frames are cached on disk like the prosody
+(:func:`emollm.modeling.encoders.encode_cached`).
 """
 
 from __future__ import annotations
@@ -203,7 +207,17 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
     descriptions: dict[str, str | None] = {}
     notes: dict[str, list[str]] = {}
     if reasoner.prosody and todo:
-        descriptions, notes = _describe_all(reasoner, utterances, todo, config, progress)
+        descriptions, notes = describe_utterances(
+            reasoner,
+            utterances,
+            todo=todo,
+            normalizer=config.normalizer,
+            workers=config.workers,
+            progress=progress,
+        )
+    features = (
+        encode_utterances(lm, todo, progress=progress) if getattr(lm, "modalities", ()) and todo else {}
+    )
 
     predictions_path = out / "predictions.jsonl"
     chunk = max(1, config.batch_size)  # one forward batch: an interruption loses at most this many
@@ -212,7 +226,8 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
     with open(predictions_path, "a", encoding="utf-8") as handle:
         for begin in range(0, len(todo), chunk):
             batch = todo[begin : begin + chunk]
-            preds = reasoner.predict_batch(batch, prosody=[descriptions.get(u.id) for u in batch])
+            extra = {"features": [features[u.id] for u in batch]} if features else {}
+            preds = reasoner.predict_batch(batch, prosody=[descriptions.get(u.id) for u in batch], **extra)
             for utt, pred in zip(batch, preds):
                 row = {"id": utt.id, "gold": utt.label, **pred.to_dict()}
                 row["notes"] = [*notes.get(utt.id, []), *row["notes"]]
@@ -318,35 +333,41 @@ def _train_labels(config: EvalConfig, label_set) -> list[str] | None:
 # -- prosody ------------------------------------------------------------------------------------------------
 
 
-def _describe_all(reasoner, utterances, todo, config: EvalConfig, progress: bool):
-    """Descriptions (and notes) for ``todo``; the normaliser is fitted on all ``utterances`` with audio."""
+def describe_utterances(
+    reasoner, utterances, *, todo=None, normalizer: str = "speaker", workers: int = 1, progress: bool = True
+):
+    """Prosody descriptions and notes for ``todo`` (default: all ``utterances``), keyed by utterance id.
+
+    Features come from the cached batch extractor. ``normalizer``: ``"speaker"`` fits a per-speaker
+    normaliser on all ``utterances`` with audio (labels are never read), ``"none"`` describes each
+    utterance relative to itself, a path loads a saved normaliser. The reasoner's normaliser is set to it.
+    """
     from emollm.modeling.base import cache_dir
     from emollm.prosody.normalize import ProsodyNormalizer
     from emollm.prosody.pipeline import extract_many
 
+    todo = utterances if todo is None else todo
     with_audio = [u for u in utterances if u.has_audio]
     if not with_audio:
         logger.warning("no utterance has audio: the prompts say no audio measurements are available")
         return {}, {u.id: ["no audio: no prosody description"] for u in todo}
-    batch = extract_many(
-        with_audio, cache_dir=cache_dir() / "prosody", workers=config.workers, progress=progress
-    )
+    batch = extract_many(with_audio, cache_dir=cache_dir() / "prosody", workers=workers, progress=progress)
     features = {u.id: f for u, f in zip(with_audio, batch.features)}
     notes = {
         u.id: [f"prosody failed: {batch.errors[i]}"] for i, u in enumerate(with_audio) if i in batch.errors
     }
-    if config.normalizer == "speaker":
+    if normalizer == "speaker":
         fitted = [f for f in batch.features if f is not None]
         reasoner.normalizer = ProsodyNormalizer().fit(fitted) if fitted else None
-    elif config.normalizer == "none":
+    elif normalizer == "none":
         reasoner.normalizer = None
     else:
-        if not Path(config.normalizer).is_file():
+        if not Path(normalizer).is_file():
             raise ConfigError(
                 f"normalizer must be 'speaker', 'none' or the path of a normaliser JSON; "
-                f"{config.normalizer!r} is none of these"
+                f"{normalizer!r} is none of these"
             )
-        reasoner.normalizer = ProsodyNormalizer.load(config.normalizer)
+        reasoner.normalizer = ProsodyNormalizer.load(normalizer)
     descriptions = {}
     for utt in todo:
         feats = features.get(utt.id)
@@ -356,6 +377,35 @@ def _describe_all(reasoner, utterances, todo, config: EvalConfig, progress: bool
         elif not utt.has_audio:
             notes.setdefault(utt.id, []).append("no audio: no prosody description")
     return descriptions, notes
+
+
+def encode_utterances(lm, utterances, *, progress: bool = True) -> dict[str, dict]:
+    """Encoder frames of every adapted modality for each utterance, keyed by id (cached on disk).
+
+    Raises:
+        DataError: an utterance without audio for a model that hears audio.
+    """
+    from emollm.modeling.base import cache_dir
+    from emollm.modeling.encoders import encode_cached
+
+    out: dict[str, dict] = {u.id: {} for u in utterances}
+    for modality in lm.modalities:
+        if modality != "audio":
+            raise ConfigError(f"the harness feeds audio adapters only; this model also has {modality!r}")
+        missing = [u.id for u in utterances if u.audio_path is None]
+        if missing:
+            raise DataError(
+                f"{len(missing)} utterances have no audio file (e.g. {missing[0]}); the model needs it"
+            )
+        frames = encode_cached(
+            lm.encoders[modality],
+            [u.audio_path for u in utterances],
+            cache_dir=cache_dir() / "features",
+            progress=progress,
+        )
+        for utt, item in zip(utterances, frames):
+            out[utt.id][modality] = item
+    return out
 
 
 # -- scores and report -------------------------------------------------------------------------------------

@@ -230,7 +230,9 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_base_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: str | None = None):
+def load_base_model(
+    name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: str | None = None, quantization_config=None
+):
     """Load a causal LM and its tokenizer by built-in name, local folder or hub id.
 
     Args:
@@ -238,6 +240,8 @@ def load_base_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: st
             ``save_pretrained``, or a hub id (needs network or the HF cache).
         dtype: torch dtype of the weights; default float32 (bfloat16 is a good choice on GPUs).
         device: ``"cpu"``, ``"cuda"``, ...; default CPU.
+        quantization_config: A ``transformers.BitsAndBytesConfig`` for QLoRA (needs CUDA); the model is
+            then placed on ``device`` (default ``"cuda"``) by transformers.
 
     Returns:
         ``(model, tokenizer)``; the tokenizer has a pad token (EOS if it had none) and left padding.
@@ -255,7 +259,16 @@ def load_base_model(name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: st
     source = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+        if quantization_config is not None:
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                dtype=dtype or torch.bfloat16,
+                quantization_config=quantization_config,
+                device_map={"": device or "cuda"},
+            )
+            device = None
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
     except OSError as exc:
         raise ModelError(
             f"could not load model {name_or_path!r} from {source!r}: {exc}\n"
