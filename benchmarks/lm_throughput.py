@@ -8,8 +8,8 @@ One process, torch's default thread count unless ``--threads`` (all cores). ``--
 dev transcripts (a seeded sample; built-in sentences if the corpus is missing) are turned into prompts with
 :func:`emollm.prompting.render_prompt` and the default model's chat template:
 
-* **score**: the ``minimal`` template, ravdess8 labels, :func:`emollm.modeling.score_labels` (one pass over
-  the prompts, the KV cache repeated for the 8 labels, one pass over the label tokens);
+* **score**: the ``minimal`` template, ravdess8 labels, :func:`emollm.modeling.score_labels` (the shared
+  prompt prefix once, one pass over the rest of the prompts, one packed pass over the labels' tokens);
 * **generate**: the ``cot`` template, :func:`emollm.modeling.generate`, greedy, exactly ``--max-new-tokens``
   new tokens per utterance (``min_new_tokens`` = ``max_new_tokens``, so EOS cannot end a row early; the
   count is checked on the returned token tensors).

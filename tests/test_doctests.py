@@ -5,7 +5,16 @@ import importlib
 
 import pytest
 
-MODULES = ["emollm.labels", "emollm.parsing", "emollm.prompting", "emollm.evaluation.metrics"]
+MODULES = [
+    "emollm.labels",
+    "emollm.parsing",
+    "emollm.prompting",
+    "emollm.evaluation.metrics",
+    "emollm.modeling.injection",
+    "emollm.modeling.projectors",
+    "emollm.training.collators",
+    "emollm.training.sft",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,4 +1,9 @@
-"""Models: base-model loading (the offline default), the ``EmotionLM`` wrapper, label scoring, generation."""
+"""Models: base-model loading, ``EmotionLM``, label scoring, generation, adapters and checkpoints.
+
+Adapters are encoders -> projectors -> pseudo-tokens (:mod:`emollm.modeling.injection`).
+``encoders`` and ``projectors`` are imported on first use (``emollm.modeling.encoders``), so loading a
+text-only model does not import librosa.
+"""
 
 from emollm.modeling.base import (
     BUILTIN_MODELS,
@@ -9,13 +14,19 @@ from emollm.modeling.base import (
     load_base_model,
     resolve_model,
 )
-from emollm.modeling.emotion_lm import EmotionLM
+from emollm.modeling.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
+from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
 from emollm.modeling.lm import generate, score_labels
 
 __all__ = [
     "BUILTIN_MODELS",
     "DEFAULT_MODEL",
+    "AdapterSpec",
     "EmotionLM",
+    "build_adapters",
+    "is_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
     "cache_dir",
     "convert_builtin",
     "generate",

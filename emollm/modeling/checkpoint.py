@@ -16,13 +16,13 @@ loading resolves it like any model name. Files are written to temporaries and re
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from emollm.errors import ModelError
+from emollm.io import atomic_path, write_text_atomic
 
 CONFIG_NAME = "emollm_config.json"
 PROJECTORS_NAME = "projectors.safetensors"
@@ -58,12 +58,6 @@ def read_checkpoint_config(path) -> dict:
         if key not in config:
             raise ModelError(f"{file} lacks the key {key!r}; is it an emollm checkpoint?")
     return config
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -103,7 +97,8 @@ def save_checkpoint(
     projectors = get_projectors(model)
     if projectors is not None:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in projectors.state_dict().items()}
-        _write_atomic(out / PROJECTORS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        with atomic_path(out / PROJECTORS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
     config = {
         "format_version": FORMAT_VERSION,
         "base_model": base_model,
@@ -111,8 +106,7 @@ def save_checkpoint(
         "adapters": [a if isinstance(a, Mapping) else a.to_dict() for a in adapters],
         "reasoner": dict(reasoner or {}),
     }
-    text = json.dumps(config, indent=2) + "\n"
-    _write_atomic(out / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return out
 
 

@@ -182,11 +182,44 @@ def _label_pass(
 ) -> torch.Tensor:
     """Sum of log p(label token t | prompt, label tokens < t) over t >= 1, for every prompt and label.
 
-    ``cache`` (the prompts' KV cache, modified in place) is repeated once per label; ``prompt_mask`` is its
-    attention mask (shared prefix included); ``inputs``, ``targets`` and ``mask`` are ``(labels, width)``:
-    each label's tokens but the last, those but the first, and which slots are real. Returns
-    ``(prompts, labels)``.
+    ``cache`` holds the prompts (it is extended in place); ``prompt_mask`` is its attention mask (shared
+    prefix included); ``inputs``, ``targets`` and ``mask`` are ``(labels, width)``: each label's tokens but
+    the last, those but the first, and which slots are real. Returns ``(prompts, labels)``.
+
+    The labels are *packed*: one row per prompt holds every label's tokens one after the other, and a 4D
+    attention mask lets each token see the prompt and the earlier tokens of its own label only, with
+    positions that continue the prompt. One pass, no copy of the cache. Sliding-window caches, whose
+    window a custom mask would bypass, take :func:`_label_pass_repeated` instead.
     """
+    if any(getattr(cache, "is_sliding", ())):
+        return _label_pass_repeated(model, cache, prompt_mask, inputs, targets, mask)
+    batch, n_labels = prompt_mask.shape[0], inputs.shape[0]
+    real = mask.bool()
+    label_of = torch.arange(n_labels, device=inputs.device)[:, None].expand_as(inputs)[real]
+    offset = torch.arange(inputs.shape[1], device=inputs.device).expand_as(inputs)[real]
+    n = label_of.numel()
+    own = (label_of[:, None] == label_of[None, :]) & (offset[:, None] >= offset[None, :])  # (n, n)
+    allowed = torch.cat(
+        [prompt_mask.bool()[:, None, :].expand(batch, n, -1), own.expand(batch, n, n)], dim=-1
+    )
+    dtype = model.get_input_embeddings().weight.dtype
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    additive = additive.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (batch, 1, n, prompt + n)
+    logits = model(
+        input_ids=inputs[real].expand(batch, n),
+        attention_mask=additive,
+        position_ids=prompt_mask.sum(-1)[:, None] + offset[None, :],  # continue each prompt
+        past_key_values=cache,
+        use_cache=True,
+    ).logits
+    token_lp = _token_logprobs(logits, targets[real].expand(batch, n))
+    return torch.zeros(batch, n_labels, device=token_lp.device).index_add_(1, label_of, token_lp)
+
+
+def _label_pass_repeated(
+    model, cache, prompt_mask: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """:func:`_label_pass` by repeating the cache once per label (row ``b * labels + j``) and padding."""
     if not _can_repeat(cache):
         raise ConfigError(
             f"score_labels cannot reuse a {type(cache).__name__} across labels: its layers cannot be "

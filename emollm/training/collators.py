@@ -1,0 +1,96 @@
+"""The multimodal SFT collator: prompt + completion -> ids, loss labels and padded encoder frames.
+
+Each example is a dict with ``prompt`` (the chat-formatted prompt, placeholders included), ``completion``
+(the target text) and, per adapted modality, ``<modality>_features`` (the encoder's frames, ``T x D``).
+The collator
+
+- tokenises the prompt with every placeholder expanded to K pseudo-token slots
+  (:func:`emollm.modeling.injection.tokenize_with_placeholders`) and the completion followed by EOS;
+- sets ``labels`` to -100 on the prompt, the slots and the padding, so the loss covers the completion only;
+- right-pads the ids (training needs no left padding: positions start at 0 in every row);
+- pads the frames of each modality to ``<modality>_features`` ``(B, T, D)`` and ``<modality>_mask``;
+- returns ``text_mask``, true at the prompt's text tokens (what ``text_guided_mixer`` pools).
+
+>>> import torch
+>>> tok = lambda s, add_special_tokens=False: {"input_ids": [ord(c) for c in s]}
+>>> tok.eos_token_id, tok.pad_token_id = 0, 1
+>>> batch = MultimodalCollator(tok, {"audio": 2})([
+...     {"prompt": "a<|audio|>", "completion": "b", "audio_features": [[0.5], [1.5], [2.5]]}])
+>>> batch["input_ids"].tolist(), batch["labels"].tolist(), batch["audio_features"].shape
+([[97, -200, -200, 98, 0]], [[-100, -100, -100, 98, 0]], torch.Size([1, 3, 1]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from emollm.errors import ConfigError
+from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class MultimodalCollator:
+    """Collate prompt/completion examples (with encoder frames) for SFT with pseudo-tokens.
+
+    Args:
+        tokenizer: The LLM's tokenizer (needs ``eos_token_id``).
+        num_tokens: modality -> K pseudo-tokens; empty for text-only SFT.
+        max_length: Longest sequence allowed; a longer completion is cut at the end, a prompt that does not
+            fit raises (raise ``max_length`` or show fewer context turns).
+        add_special_tokens: Tokenizer special tokens for the prompt (False for chat-formatted prompts).
+    """
+
+    tokenizer: object
+    num_tokens: Mapping[str, int] = field(default_factory=dict)
+    max_length: int | None = 1024
+    add_special_tokens: bool = False
+
+    def encode(self, example: Mapping) -> tuple[list[int], list[int]]:
+        """``(input_ids, labels)`` of one example."""
+        prompt = tokenize_with_placeholders(
+            self.tokenizer, example["prompt"], self.num_tokens, add_special_tokens=self.add_special_tokens
+        )
+        completion = list(self.tokenizer(example["completion"], add_special_tokens=False)["input_ids"])
+        completion.append(self.tokenizer.eos_token_id)
+        if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
+            if len(prompt) >= self.max_length:
+                raise ConfigError(
+                    f"a prompt of {len(prompt)} tokens does not fit max_length={self.max_length}; raise "
+                    f"max_length or show fewer context turns"
+                )
+            completion = completion[: self.max_length - len(prompt)]
+        return prompt + completion, [IGNORE_INDEX] * len(prompt) + completion
+
+    def __call__(self, examples: list[Mapping]) -> dict[str, torch.Tensor]:
+        """The padded batch: ids, attention mask, labels, text mask and each modality's frames and mask."""
+        encoded = [self.encode(example) for example in examples]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for i, (ids, target) in enumerate(encoded):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels[i, : len(ids)] = torch.tensor(target)
+            attention[i, : len(ids)] = 1
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "text_mask": attention.bool() & (labels == IGNORE_INDEX) & (input_ids != PSEUDO_TOKEN_ID),
+        }
+        for modality in self.num_tokens:
+            from emollm.modeling.encoders import pad_features
+
+            key = f"{modality}_features"
+            if any(key not in example for example in examples):
+                raise ConfigError(f"every example needs {key!r} (the {modality} encoder's frames)")
+            frames = [torch.as_tensor(example[key], dtype=torch.float32) for example in examples]
+            batch[key], batch[f"{modality}_mask"] = pad_features(frames)
+        return batch

@@ -1,0 +1,230 @@
+"""Supervised fine-tuning pieces: targets, examples, the model to train and the trainer.
+
+The recipe (``recipes/sft.py``) reads top to bottom; the logic it uses lives here:
+
+- :func:`make_completion` / :func:`template_rationale`: the target text of an example. ``target="label"``
+  trains the label alone (wrapped in ``<answer>`` tags when the template asks for them, which is where score
+  mode reads it). ``target="reasoning"`` trains ``<think>rationale</think><answer>label</answer>``; corpora
+  have no written rationales, so the rationale is *template-made* from what the model is shown: the words
+  and, when there is one, the prosody description, followed by the gold label ("The words are "...". The
+  voice: <description>. Together these cues fit <label>."). It teaches the output format and to restate the
+  cues before answering (a cold start for GRPO), not real reasoning.
+- :func:`build_examples`: prompt (rendered by an :class:`~emollm.api.EmotionReasoner`, placeholders
+  included) + completion + encoder frames per utterance.
+- :func:`prepare_for_training`: LoRA on the LLM via PEFT; the projectors stay trainable, the encoders and
+  base weights frozen.
+- :class:`EmotionSFTTrainer`: TRL's ``SFTTrainer`` that builds ``inputs_embeds`` with the pseudo-tokens
+  inside the loss and saves emollm checkpoints (LoRA adapter + projector weights + ``emollm_config.json``)
+  at every save, so a resumed run restores the projectors too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from trl import SFTTrainer
+
+from emollm.errors import ConfigError
+from emollm.modeling.checkpoint import load_projector_weights, save_checkpoint
+from emollm.modeling.emotion_lm import build_inputs_embeds, get_projectors
+from emollm.prompting import answer_prefix
+
+TARGETS = ("label", "reasoning")
+
+
+def template_rationale(label: str, transcript: str | None, prosody: str | None) -> str:
+    """A rationale made from the shown cues and the gold label (a format-teaching cold start).
+
+    >>> template_rationale("angry", "Leave me alone.", "Loud, high pitch, fast.")
+    'The words are "Leave me alone.". The voice: Loud, high pitch, fast. Together these cues fit angry.'
+    >>> template_rationale("sad", None, None)
+    'The words are unknown. Together these cues fit sad.'
+    """
+    words = (
+        f'The words are "{transcript.strip()}".'
+        if transcript and transcript.strip()
+        else "The words are unknown."
+    )
+    voice = f" The voice: {prosody.strip()}" if prosody and prosody.strip() else ""
+    return f"{words}{voice} Together these cues fit {label}."
+
+
+def make_completion(
+    label: str,
+    *,
+    reasons: bool,
+    target: str = "label",
+    transcript: str | None = None,
+    prosody: str | None = None,
+) -> str:
+    """The training target for one example.
+
+    Args:
+        label: The gold label.
+        reasons: Whether the prompt template asks for ``<think>``/``<answer>`` tags.
+        target: ``"label"`` or ``"reasoning"`` (needs a template that asks for tags).
+        transcript: Shown words (for the template-made rationale).
+        prosody: Shown prosody description (for the template-made rationale).
+
+    >>> make_completion("happy", reasons=False)
+    'happy'
+    >>> make_completion("happy", reasons=True)
+    '<answer>happy</answer>'
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"target must be one of {TARGETS}, got {target!r}")
+    if not reasons:
+        if target == "reasoning":
+            raise ConfigError(
+                "target='reasoning' needs a template that asks for <think>/<answer> (acoustic or cot); "
+                "the chosen template asks for the label only"
+            )
+        return label
+    if target == "label":
+        return f"<answer>{label}</answer>"
+    return f"<think>{template_rationale(label, transcript, prosody)}</think><answer>{label}</answer>"
+
+
+def build_examples(
+    utterances: Sequence,
+    reasoner,
+    *,
+    target: str = "label",
+    prosody: Mapping[str, str | None] | None = None,
+    features: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+) -> list[dict]:
+    """SFT examples: ``{"id", "prompt", "completion", "label", "<modality>_features"...}`` per utterance.
+
+    Args:
+        utterances: Labelled :class:`~emollm.data.Utterance` objects.
+        reasoner: An :class:`~emollm.api.EmotionReasoner`; its label set, strategy, context window, system
+            prompt and the model's placeholders shape the prompt exactly as at inference.
+        target: See :func:`make_completion`.
+        prosody: utterance id -> prosody description (None or missing: none shown).
+        features: modality -> (utterance id -> encoder frames), for a model with adapters.
+
+    Raises:
+        ConfigError: an utterance without a label, or without frames for an adapted modality.
+    """
+    reasons = bool(answer_prefix(reasoner._message(transcript="x")))
+    prosody = prosody or {}
+    modalities = tuple(getattr(reasoner.lm, "modalities", ()))
+    examples = []
+    for utt in utterances:
+        if utt.label is None:
+            raise ConfigError(f"utterance {utt.id} has no label; SFT needs labelled data")
+        description = prosody.get(utt.id)
+        name = utt.speaker.split("/", 1)[-1] if utt.speaker and utt.dialogue_id else None
+        example = {
+            "id": utt.id,
+            "prompt": reasoner.build_prompt(utt.transcript, utt.context, name, description),
+            "completion": make_completion(
+                utt.label, reasons=reasons, target=target, transcript=utt.transcript, prosody=description
+            ),
+            "label": utt.label,
+        }
+        for modality in modalities:
+            frames = (features or {}).get(modality, {}).get(utt.id)
+            if frames is None:
+                raise ConfigError(
+                    f"no {modality} frames for {utt.id}; the model's {modality} adapter needs them"
+                )
+            example[f"{modality}_features"] = frames.tolist()
+        examples.append(example)
+    return examples
+
+
+def prepare_for_training(model, peft_config=None, *, gradient_checkpointing: bool = False):
+    """Wrap ``model`` with LoRA (if ``peft_config``) and set what trains: LoRA weights and projectors.
+
+    Everything else (base weights, embeddings) is frozen. For a 4-bit model (QLoRA) PEFT's
+    ``prepare_model_for_kbit_training`` runs first.
+
+    Returns:
+        The model to hand to :class:`EmotionSFTTrainer` (a ``PeftModel`` when ``peft_config`` is given).
+    """
+    projectors = get_projectors(model)
+    if peft_config is not None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = get_peft_model(model, peft_config)
+    else:
+        model.requires_grad_(False)
+    if projectors is not None:
+        projectors.requires_grad_(True)
+        projectors.float()  # trained in float32 even when the LLM is bf16/4-bit; cast at injection
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable == 0:
+        raise ConfigError("nothing to train: give a LoRA config (use_peft) and/or adapters")
+    return model
+
+
+def count_parameters(model) -> dict[str, int]:
+    """Trainable parameters split into LoRA, projector and other, plus the total (trainable or not)."""
+    counts = {"lora": 0, "projector": 0, "other_trainable": 0, "total": 0}
+    for name, param in model.named_parameters():
+        counts["total"] += param.numel()
+        if not param.requires_grad:
+            continue
+        if "emollm_projectors" in name:
+            counts["projector"] += param.numel()
+        elif "lora_" in name:
+            counts["lora"] += param.numel()
+        else:
+            counts["other_trainable"] += param.numel()
+    counts["trainable"] = counts["lora"] + counts["projector"] + counts["other_trainable"]
+    return counts
+
+
+class EmotionSFTTrainer(SFTTrainer):
+    """TRL's ``SFTTrainer`` with pseudo-token injection and emollm checkpoints.
+
+    Pass the batches of :class:`~emollm.training.collators.MultimodalCollator`, a model from
+    :func:`prepare_for_training`, and ``SFTConfig(remove_unused_columns=False,
+    dataset_kwargs={"skip_prepare_dataset": True})`` (the collator tokenises).
+
+    Args:
+        base_model: Name or path of the base LLM, recorded in the checkpoint.
+        adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list, recorded in the checkpoint.
+        reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
+        *args, **kwargs: As for ``SFTTrainer``.
+    """
+
+    def __init__(self, *args, base_model: str, adapters: Sequence = (), reasoner_settings=None, **kwargs):
+        self.base_model_name = base_model
+        self.adapter_specs = list(adapters)
+        self.reasoner_settings = dict(reasoner_settings or {})
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Swap ``input_ids`` for ``inputs_embeds`` (projector vectors at the slots), then TRL's loss."""
+        inputs = dict(inputs)
+        projectors = get_projectors(model) or {}
+        features = {m: (inputs.pop(f"{m}_features"), inputs.pop(f"{m}_mask")) for m in projectors}
+        text_mask = inputs.pop("text_mask")
+        input_ids = inputs.pop("input_ids")
+        inputs["inputs_embeds"] = build_inputs_embeds(model, input_ids, features or None, text_mask)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        super()._save(output_dir, state_dict=state_dict)  # the PEFT adapter, tokenizer and training args
+        save_checkpoint(
+            self.model,
+            output_dir,
+            base_model=self.base_model_name,
+            adapters=self.adapter_specs,
+            reasoner=self.reasoner_settings,
+            save_lora=False,
+        )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        projectors = get_projectors(model if model is not None else self.model)
+        if projectors is not None:
+            load_projector_weights(projectors, resume_from_checkpoint)

@@ -1,0 +1,241 @@
+"""SFT on a tiny random Llama: targets, the collator, which weights move, and checkpoints that restore."""
+
+import json
+
+import pytest
+import torch
+from conftest import build_tiny_llama
+from datasets import Dataset
+from peft import LoraConfig
+from trl import SFTConfig
+
+from emollm.api import EmotionReasoner
+from emollm.data import Utterance
+from emollm.errors import ConfigError
+from emollm.modeling import EmotionLM
+from emollm.modeling.checkpoint import CONFIG_NAME, PROJECTORS_NAME, load_checkpoint
+from emollm.modeling.emotion_lm import AdapterSpec, build_adapters
+from emollm.modeling.injection import PSEUDO_TOKEN_ID
+from emollm.training import (
+    EmotionSFTTrainer,
+    MultimodalCollator,
+    build_examples,
+    make_completion,
+    prepare_for_training,
+)
+
+LABELS = ["happy", "sad"]
+LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+FRAME_DIM = 22  # the prosody_frames encoder's output size, so checkpoints rebuild it
+
+
+def utterances(n=8):
+    return [
+        Utterance(
+            id=f"u{i}", transcript="oh no" if i % 2 else "yay, great", label=LABELS[i % 2], speaker="s1"
+        )
+        for i in range(n)
+    ]
+
+
+def frames(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {f"u{i}": torch.randn(5 + i, FRAME_DIM, generator=g) for i in range(n)}
+
+
+def make_lm(tokenizer, projector=None, num_tokens=3, seed=0):
+    model = build_tiny_llama(len(tokenizer), seed=seed)
+    if projector is None:
+        return EmotionLM(model, tokenizer, name="tiny")
+    from emollm.modeling.projectors import build_projector
+
+    torch.manual_seed(seed)
+    projectors = torch.nn.ModuleDict(
+        {"audio": build_projector(projector, FRAME_DIM, 16, num_tokens=num_tokens)}
+    )
+    spec = AdapterSpec("audio", "prosody_frames", projector, num_tokens)
+    return EmotionLM(model, tokenizer, name="tiny", projectors=projectors, adapters=[spec])
+
+
+def sft_args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=5e-2,
+        report_to=[],
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+    )
+    defaults.update(kw)
+    return SFTConfig(**defaults)
+
+
+def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", **kw):
+    reasoner = EmotionReasoner(lm, labels=LABELS, strategy=strategy, mode="score")
+    features = {"audio": frames()} if lm.modalities else None
+    examples = build_examples(utterances(), reasoner, features=features)
+    model = prepare_for_training(lm.model, LoraConfig(**lora) if lora else None)
+    trainer = EmotionSFTTrainer(
+        model=model,
+        args=sft_args(tmp_path, **kw),
+        train_dataset=Dataset.from_list(examples),
+        data_collator=MultimodalCollator(tokenizer, lm.num_tokens),
+        processing_class=tokenizer,
+        base_model="tiny",
+        adapters=lm.adapters,
+        reasoner_settings={"labels": LABELS, "strategy": strategy},
+    )
+    return trainer, model
+
+
+# -- targets and the collator --------------------------------------------------------------------------
+
+
+def test_completion_targets():
+    assert make_completion("sad", reasons=False) == "sad"
+    assert make_completion("sad", reasons=True) == "<answer>sad</answer>"
+    reasoning = make_completion(
+        "sad", reasons=True, target="reasoning", transcript="oh no", prosody="Slow, low."
+    )
+    assert reasoning.startswith("<think>") and reasoning.endswith("</think><answer>sad</answer>")
+    assert '"oh no"' in reasoning and "Slow, low." in reasoning
+    with pytest.raises(ConfigError, match="needs a template that asks"):
+        make_completion("sad", reasons=False, target="reasoning")
+    with pytest.raises(ConfigError, match="target must be one of"):
+        make_completion("sad", reasons=True, target="rationale")
+
+
+def test_collator_masks_prompt_and_slots_and_pads_right(tiny_tokenizer):
+    collator = MultimodalCollator(tiny_tokenizer, {"audio": 3})
+    examples = [
+        {"prompt": "ab <|audio|>\n", "completion": "sad", "audio_features": torch.ones(4, 2).tolist()},
+        {"prompt": "a longer prompt <|audio|>\n", "completion": "happy", "audio_features": [[1.0, 2.0]]},
+    ]
+    batch = collator(examples)
+    eos = tiny_tokenizer.eos_token_id
+    for row, example in enumerate(examples):
+        ids, labels, attention = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
+        n = int(attention.sum())
+        assert attention[:n].all() and not attention[n:].any()  # right padding
+        assert int((ids == PSEUDO_TOKEN_ID).sum()) == 3
+        target = tiny_tokenizer(example["completion"], add_special_tokens=False)["input_ids"] + [eos]
+        assert labels[n - len(target) : n].tolist() == target  # loss on the completion and EOS only
+        assert (labels[: n - len(target)] == -100).all() and (labels[n:] == -100).all()
+        text = batch["text_mask"][row]
+        assert not text[ids == PSEUDO_TOKEN_ID].any() and not text[n - len(target) :].any()
+    assert batch["audio_features"].shape == (2, 4, 2)
+    assert batch["audio_mask"].tolist() == [[True] * 4, [True, False, False, False]]
+
+
+def test_collator_refuses_a_prompt_longer_than_max_length(tiny_tokenizer):
+    collator = MultimodalCollator(tiny_tokenizer, {}, max_length=10)
+    with pytest.raises(ConfigError, match="does not fit max_length=10"):
+        collator([{"prompt": "x" * 20, "completion": "sad"}])
+    cut = collator([{"prompt": "x" * 5, "completion": "a long completion"}])
+    assert cut["input_ids"].shape == (1, 10)
+
+
+def test_examples_need_labels_and_frames(tiny_tokenizer):
+    lm = make_lm(tiny_tokenizer, "linear")
+    reasoner = EmotionReasoner(lm, labels=LABELS, strategy="minimal", mode="score")
+    with pytest.raises(ConfigError, match="no audio frames for u0"):
+        build_examples(utterances(2), reasoner)
+    with pytest.raises(ConfigError, match="has no label"):
+        build_examples([Utterance(id="x", transcript="hm")], reasoner, features={"audio": frames(1)})
+    example = build_examples(utterances(2), reasoner, features={"audio": frames(2)})[0]
+    assert example["prompt"].count("<|audio|>") == 1 and example["completion"] == "happy"
+
+
+# -- training: which weights move ------------------------------------------------------------------------
+
+
+def test_two_steps_move_lora_and_projector_only(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer, "mlp")
+    trainer, model = train(lm, tiny_tokenizer, tmp_path)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    lora = {n for n in before if "lora_" in n}
+    projector = {n for n in before if "emollm_projectors" in n}
+    assert lora and projector
+    assert moved == lora | projector  # base weights, embeddings and norms untouched
+
+
+def test_text_only_sft_lowers_the_loss_on_a_toy_task(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer)
+    with torch.no_grad():  # random init gives near-zero logits that the final norm keeps near-uniform
+        lm.model.get_input_embeddings().weight.mul_(25.0)
+    every_linear = {**LORA, "target_modules": "all-linear"}
+    trainer, _ = train(lm, tiny_tokenizer, tmp_path, lora=every_linear, max_steps=16, logging_steps=1)
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert losses[-1] < losses[0] * 0.8
+
+
+def test_checkpoint_restores_identical_predictions(tiny_tokenizer, tmp_path, monkeypatch):
+    lm = make_lm(tiny_tokenizer, "resampler")
+    trainer, model = train(lm, tiny_tokenizer, tmp_path)
+    trainer.train()
+    out = tmp_path / "ckpt"
+    trainer.save_model(str(out))
+    assert {CONFIG_NAME, PROJECTORS_NAME, "adapter_model.safetensors"} <= {p.name for p in out.iterdir()}
+    config = json.loads((out / CONFIG_NAME).read_text())
+    assert config["base_model"] == "tiny" and config["adapters"][0]["projector"] == "resampler"
+
+    lm.model = model.eval()
+    prompts = [
+        EmotionReasoner(lm, labels=LABELS, strategy="minimal").build_prompt(t, for_scoring=True)
+        for t in ("yay", "oh no")
+    ]
+    feats = [{"audio": frames()["u0"]}, {"audio": frames()["u1"]}]
+    expected = lm.score(prompts, LABELS, features=feats)
+
+    # The base model is rebuilt from its name: point the loader at the same random weights.
+    def fake_base(name, dtype=None, device=None, quantization_config=None):
+        assert name == "tiny"
+        return build_tiny_llama(len(tiny_tokenizer), seed=0), tiny_tokenizer
+
+    monkeypatch.setattr("emollm.modeling.base.load_base_model", fake_base)
+    for merge in (True, False):
+        restored = load_checkpoint(out, merge=merge)
+        assert restored.modalities == ("audio",) and restored.num_tokens == {"audio": 3}
+        torch.testing.assert_close(
+            restored.score(prompts, LABELS, features=feats), expected, atol=1e-5, rtol=0
+        )
+    other = [{"audio": frames(seed=1)["u0"]}, {"audio": frames(seed=1)["u1"]}]
+    changed = restored.score(prompts, LABELS, features=other)
+    assert (changed - expected).abs().max() > 1e-5  # the audio reaches the prediction (noise is ~1e-7)
+
+
+def test_checkpoint_restores_the_reasoner_settings(tiny_tokenizer, tmp_path, monkeypatch):
+    lm = make_lm(tiny_tokenizer)
+    trainer, _ = train(lm, tiny_tokenizer, tmp_path)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "ckpt"))
+    monkeypatch.setattr(
+        "emollm.modeling.base.load_base_model",
+        lambda *a, **k: (build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer),
+    )
+    reasoner = EmotionReasoner.from_pretrained(str(tmp_path / "ckpt"), mode="score")
+    assert list(reasoner.labels.labels) == LABELS and reasoner.strategy == "minimal"
+    assert reasoner.predict(transcript="yay").label in LABELS
+
+
+def test_build_adapters_rejects_bad_specs():
+    with pytest.raises(ConfigError, match="unknown modality"):
+        AdapterSpec(modality="smell")
+    with pytest.raises(ConfigError, match="num_tokens must be >= 1"):
+        AdapterSpec(num_tokens=0)
+    with pytest.raises(ConfigError, match="one adapter"):
+        build_adapters([AdapterSpec(), AdapterSpec()], 16)
+    with pytest.raises(ConfigError, match="unknown"):
+        build_adapters([AdapterSpec(projector="transformer")], 16)
+    with pytest.raises(ConfigError, match="unknown"):
+        build_adapters([AdapterSpec(encoder="emotion2vec")], 16)
