@@ -98,15 +98,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if not sep or not text.strip():
             raise ConfigError(f'--context takes "SPEAKER: text", got {turn!r}')
         context.append((speaker.strip(), text.strip()))
+    given = {
+        "labels": args.labels,
+        "strategy": args.strategy,
+        "mode": args.mode,
+        "prosody": args.prosody,
+        "normalizer": args.normalizer,
+        "max_new_tokens": args.max_new_tokens,
+        "calibrate": args.calibrate,
+    }
+    # Unset options keep the defaults, or a trained checkpoint's own settings (label set, strategy...).
     reasoner = EmotionReasoner.from_pretrained(
-        args.model,
-        labels=args.labels,
-        strategy=args.strategy,
-        mode=args.mode,
-        prosody=args.prosody,
-        normalizer=args.normalizer,
-        max_new_tokens=args.max_new_tokens,
-        calibrate=args.calibrate,
+        args.model, **{k: v for k, v in given.items() if v is not None}
     )
     extra = {"gender": args.gender} if args.gender else {}
     prediction = reasoner.predict(args.file, args.transcript, context, args.speaker, **extra)
@@ -221,8 +224,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--speaker", help="who is speaking")
     predict.add_argument("--gender", choices=["male", "female"], help="pitch range preset for the prosody")
-    predict.add_argument("--labels", default="ravdess8", help=f"label set: {', '.join(sorted(LABEL_SETS))}")
-    predict.add_argument("--strategy", default="acoustic", help="minimal, acoustic, cot or a .jinja path")
+    predict.add_argument(
+        "--labels", help=f"label set (default ravdess8 or the checkpoint's): {', '.join(sorted(LABEL_SETS))}"
+    )
+    predict.add_argument(
+        "--strategy", help="minimal, acoustic, cot or a .jinja path (default acoustic or the checkpoint's)"
+    )
     predict.add_argument("--mode", default="both", choices=["score", "generate", "both"], help="decoding")
     predict.add_argument(
         "--prosody",
@@ -234,7 +241,11 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--calibrate", action="store_true", help="calibrate the distribution against a content-free input"
     )
-    predict.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
+    predict.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="built-in name, local folder, hub id or an SFT checkpoint folder",
+    )
     predict.add_argument("--max-new-tokens", type=int, help="generation length (default 16 or 128)")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)
