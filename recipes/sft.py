@@ -184,9 +184,14 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         reasoner_settings=reasoner_settings,
     )
     last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-    if last:
-        logger.warning("resuming from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    if last and finished(last, training_args.max_steps):
+        # transformers' Trainer would take one more step from a checkpoint at max_steps
+        logger.warning("%s already holds the last step: not training again", last)
+        trainer._load_from_checkpoint(last)
+    else:
+        if last:
+            logger.warning("resuming from %s", last)
+        trainer.train(resume_from_checkpoint=last)
 
     # 5. Save: LoRA adapter + projector weights + emollm_config.json in output_dir
     trainer.save_model(training_args.output_dir)
@@ -213,6 +218,16 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     result = evaluate(config, lm=lm)
     logger.warning("evaluation: %s", json.dumps(result.summary.get("metrics", {}), default=str)[:500])
     print((Path(config.output) / "report.md").read_text(encoding="utf-8"))
+
+
+def finished(checkpoint: str, max_steps: int) -> bool:
+    """Whether ``checkpoint`` (a ``checkpoint-N`` folder) holds the run's last step.
+
+    The last step is ``max_steps`` when set, else the step count the run planned.
+    """
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    target = max_steps if max_steps > 0 else state.get("max_steps", 0)
+    return target > 0 and state.get("global_step", 0) >= target
 
 
 def make_parser(subparsers=None):

@@ -182,7 +182,10 @@ def build_inputs_embeds(
         text_mask: ``(B, T)`` true at the prompt's text tokens (no padding, slots or answer tokens): what the
             pooled text embedding of ``text_guided_mixer`` averages.
     """
-    embedding = model.get_input_embeddings()
+    inner = model  # DDP's wrapper has no get_input_embeddings: look through it (PEFT forwards the call)
+    while hasattr(inner, "module") and isinstance(inner.module, torch.nn.Module):
+        inner = inner.module
+    embedding = inner.get_input_embeddings()
     projectors = get_projectors(model)
     if not projectors:
         return embed_with_pseudo_tokens(embedding, input_ids, None)

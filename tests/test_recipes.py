@@ -1,0 +1,209 @@
+"""Every recipe config is tested: it parses to what its YAML says, opens with the command that runs it, and
+trains 2 steps on the tiny model (then evaluates, saves a checkpoint that loads, and resumes).
+
+The data is a small manifest of Praat-synthesised speech (tests/recipe_fixtures.py), built once per module;
+prosody and encoder caches go to a temporary EMOLLM_CACHE.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+
+import pytest
+import yaml
+from recipe_fixtures import (
+    CONFIGS,
+    REPO,
+    load_recipe,
+    save_tiny_model,
+    smoke_overrides,
+    write_speech_manifest,
+)
+
+from emollm.errors import ConfigError
+
+IDS = [str(p.relative_to(REPO / "recipes" / "configs")) for p in CONFIGS]
+# The tiny tokenizer is byte-level (one token per byte), so prompts are 3-4x longer than with a real one.
+TINY_MAX_LENGTH = ["--max_length", "2048"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def recipe_cache(tmp_path_factory):
+    """One emollm cache for the module, so prosody and frames are computed once and never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("emollm_cache")
+        patch.setenv("EMOLLM_CACHE", str(cache))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="module")
+def speech_manifest(tmp_path_factory):
+    return write_speech_manifest(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_recipe()
+
+
+def parse(recipe, config, *overrides):
+    """The recipe's four dataclasses from ``--config config`` plus overrides (a fresh parser each time)."""
+    return recipe.make_parser().parse_args_and_config(args=["--config", str(config), *map(str, overrides)])
+
+
+def run(recipe, config, model, manifest, output_dir, *extra):
+    args = parse(recipe, config, *smoke_overrides(manifest, model, output_dir), *TINY_MAX_LENGTH, *extra)
+    recipe.main(*args)
+    return args
+
+
+# -- every config parses to what it says --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_config_parses_to_its_yaml(recipe, config):
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    parsed = parse(recipe, config)
+    for key, value in written.items():
+        holders = [obj for obj in parsed if hasattr(obj, key)]
+        assert holders, f"{config.name}: {key!r} is no field of the recipe's arguments"
+        for obj in holders:
+            got = getattr(obj, key)
+            got = got.value if isinstance(got, enum.Enum) else got
+            if key == "report_to" and value == "none":
+                assert got in ([], "none", ["none"]), (key, got)
+            else:
+                assert got == value, (
+                    f"{config.name}: {type(obj).__name__}.{key} is {got!r}, the YAML says {value!r}"
+                )
+    script, training, model, _ = parsed
+    assert script.route in recipe.ROUTES
+    assert script.dataset == written["dataset"] and training.output_dir == written["output_dir"]
+    assert model.use_peft is True
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_config_opens_with_its_command_and_is_documented(config):
+    relative = config.relative_to(REPO).as_posix()
+    first = config.read_text(encoding="utf-8").splitlines()[0]
+    assert first == f"# python recipes/sft.py --config {relative}"
+    docs = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
+
+
+def test_overrides_win_over_the_yaml(recipe):
+    script, training, _, adapter = parse(
+        recipe, CONFIGS[0], "--route", "text", "--max_steps", "7", "--num_tokens", "3", "--output_dir", "x"
+    )
+    assert (script.route, training.max_steps, adapter.num_tokens, training.output_dir) == ("text", 7, 3, "x")
+
+
+# -- every config trains 2 steps on the tiny model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speech_manifest, tmp_path):
+    from emollm.api import EmotionReasoner
+
+    out = tmp_path / "run"
+    script, _, _, adapter = run(recipe, config, tiny_model_dir, speech_manifest, out)
+    eval_dir = out / f"eval-{script.eval_split}"
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["n"] == 4  # --eval_limit 4 (dev has 6 rows, test 4)
+    tokens = script.route in ("tokens", "both")
+    for folder in (out, out / "checkpoint-2"):
+        files = {p.name for p in folder.iterdir()}
+        assert {"emollm_config.json", "adapter_model.safetensors"} <= files, folder
+        assert ("projectors.safetensors" in files) == tokens, folder
+    saved = json.loads((out / "emollm_config.json").read_text())
+    assert saved["base_model"] == str(tiny_model_dir)
+    assert saved["reasoner"]["strategy"] == script.strategy
+    assert saved["reasoner"]["prosody"] == (script.route in ("text", "both"))
+    if tokens:
+        (spec,) = saved["adapters"]
+        assert (spec["encoder"], spec["projector"], spec["num_tokens"]) == (
+            adapter.encoder,
+            adapter.projector,
+            adapter.num_tokens,
+        )
+    else:
+        assert saved["adapters"] == []
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+    reasoner = EmotionReasoner.from_pretrained(str(out))  # the final checkpoint loads with its settings
+    assert reasoner.strategy == script.strategy and reasoner.lm.modalities == (("audio",) if tokens else ())
+
+
+def test_running_again_resumes_from_the_last_checkpoint(
+    recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
+):
+    from emollm.training import EmotionSFTTrainer
+
+    config = CONFIGS[IDS.index("ravdess/sft_both.yaml")]
+    out = tmp_path / "run"
+    run(recipe, config, tiny_model_dir, speech_manifest, out)
+    before = (out / "checkpoint-2" / "adapter_model.safetensors").stat().st_mtime_ns
+
+    steps = []
+    real = EmotionSFTTrainer.training_step
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionSFTTrainer, "training_step", counted)
+    run(recipe, config, tiny_model_dir, speech_manifest, out, "--max_steps", "3")
+    assert steps == [2]  # resumed after step 2: one new step, not three from scratch
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").stat().st_mtime_ns == before  # not redone
+    assert {"emollm_config.json", "projectors.safetensors"} <= {
+        p.name for p in (out / "checkpoint-3").iterdir()
+    }
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+
+def test_unknown_route_is_refused(recipe, capsys):
+    with pytest.raises(SystemExit):
+        parse(recipe, CONFIGS[0], "--route", "telepathy")
+    assert "invalid choice: 'telepathy'" in capsys.readouterr().err
+    script, training, model, adapter = parse(recipe, CONFIGS[0])
+    script.route = "telepathy"  # main() checks too, for callers that skip the parser
+    with pytest.raises(ConfigError, match="route must be one of"):
+        recipe.main(script, training, model, adapter)
+
+
+def test_unknown_projector_is_refused(recipe, tiny_model_dir, speech_manifest, tmp_path):
+    config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
+    with pytest.raises(ConfigError, match="unknown projector 'transformer'"):
+        run(recipe, config, tiny_model_dir, speech_manifest, tmp_path / "run", "--projector", "transformer")
+
+
+def test_running_a_finished_run_again_trains_no_more(
+    recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
+):
+    from emollm.training import EmotionSFTTrainer
+
+    config = CONFIGS[IDS.index("meld/sft.yaml")]
+    out = tmp_path / "run"
+    run(recipe, config, tiny_model_dir, speech_manifest, out)
+    steps = []
+    real = EmotionSFTTrainer.training_step
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionSFTTrainer, "training_step", counted)
+    run(recipe, config, tiny_model_dir, speech_manifest, out)  # the same command again
+    assert steps == [] and not (out / "checkpoint-3").exists()
