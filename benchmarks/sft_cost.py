@@ -1,0 +1,524 @@
+"""Cost of one SFT step on this CPU: prosody-as-text vs audio pseudo-tokens, batch 8, the default model.
+
+python benchmarks/sft_cost.py [--data-root ../shared/data] [--warmup 1] [--steps 8] [--rounds 1]
+    [--workers 2] [--threads N] [--quiet-load 0.8] [--quiet-wait 1200]
+    [--out benchmarks/results/sft_cost.json]
+
+The recipe's own settings (``recipes/configs/ravdess/sft_{text,tokens}.yaml``, parsed by the recipe's parser:
+smollm2-135m-instruct, LoRA r16 / alpha 32 / dropout 0.05 on q/k/v/o, ``minimal`` template, float32, batch 8,
+``max_length`` 512, no gradient checkpointing) and real RAVDESS training prompts: ``(warmup + steps) * 8``
+clips of actors 01-14, spread over the actors (seeded), so every step sees a new batch. Configurations:
+
+1. **text**: the vowel-level prosody description in the prompt (the normaliser fit on all 840 training
+   clips, as the recipe does), LoRA only.
+2. **tokens**: no description; ``prosody_frames`` -> ``mlp`` projector -> K=8 pseudo-tokens at ``<|audio|>``;
+   LoRA + projector. Its prompts are shorter, so this row is *not* a like-for-like comparison.
+3. **tokens, text length**: the pseudo-token path at exactly configuration 1's lengths: every row is
+   configuration 1's tokenised prompt with the K tokens where ``<|audio|>`` sits in configuration 2's prompt
+   overwritten by the K slots (L-8 text tokens + 8 slots = L), plus the clip's frames through the projector.
+   Same examples, same shuffling seed: every step's batch has the same width as in configuration 1 (checked).
+
+Each configuration runs in a fresh subprocess (so ``ru_maxrss`` is its own peak) that loads the model,
+wraps it with LoRA (``prepare_for_training``) and runs ``EmotionSFTTrainer.train()`` for ``warmup + steps``
+optimizer steps (no saving, no evaluation). A step's time is the wall time between consecutive
+``on_step_end`` callbacks: fetching and collating the batch (frames padded, prompts tokenised), building
+``inputs_embeds`` (projector included), forward, backward, AdamW. The first ``warmup`` steps are dropped.
+Prompts, descriptions and frames are made in the parent process beforehand (cached on disk), untimed.
+
+Before each configuration the script waits until the 1-minute load average is below ``--quiet-load``
+(polling every 30 s, at most ``--quiet-wait`` seconds) and records the load average before and after.
+The headline is the ratio of mean s/step, configuration 3 over configuration 1; the issue's goal is < 1.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from emollm.modeling.injection import PSEUDO_TOKEN_ID
+from emollm.training import MultimodalCollator
+from emollm.training.collators import IGNORE_INDEX
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "recipes" / "sft.py"
+CONFIGS = {
+    "text": REPO / "recipes/configs/ravdess/sft_text.yaml",
+    "tokens": REPO / "recipes/configs/ravdess/sft_tokens.yaml",
+    "tokens_text_length": REPO / "recipes/configs/ravdess/sft_tokens.yaml",
+}
+TITLES = {
+    "text": "(1) text: prosody description, LoRA",
+    "tokens": "(2) tokens: 8 pseudo-tokens, LoRA + mlp",
+    "tokens_text_length": "(3) tokens at (1)'s length: L-8 text + 8 slots",
+}
+GOAL_RATIO = 1.15
+BATCH = 8
+SEED = 0
+
+
+def load_recipe():
+    """``recipes/sft.py`` as a module (it is a script, not part of the package)."""
+    if "emollm_recipe_sft" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("emollm_recipe_sft", RECIPE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["emollm_recipe_sft"]
+
+
+def parse_recipe(config: Path, output_dir: str, max_steps: int):
+    """The recipe's four argument dataclasses for ``config``, with no saving and ``max_steps`` steps."""
+    overrides = ["--output_dir", output_dir, "--max_steps", str(max_steps), "--save_strategy", "no"]
+    overrides += ["--logging_steps", "1000000", "--report_to", "none", "--per_device_train_batch_size", "8"]
+    return load_recipe().make_parser().parse_args_and_config(args=["--config", str(config), *overrides])
+
+
+def rss_mb() -> float:
+    """Current resident set size (MB) of this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_until_quiet(threshold: float, max_wait: float) -> dict:
+    """Poll the 1-minute load average every 30 s until it is below ``threshold`` or ``max_wait`` passes."""
+    start = time.monotonic()
+    first = os.getloadavg()
+    while os.getloadavg()[0] >= threshold and time.monotonic() - start < max_wait:
+        print(f"  load average {os.getloadavg()[0]:.2f} >= {threshold}: waiting", file=sys.stderr, flush=True)
+        time.sleep(30)
+    now = os.getloadavg()
+    return {
+        "loadavg_at_request": list(first),
+        "loadavg_at_start": list(now),
+        "waited_s": round(time.monotonic() - start, 1),
+        "quiet": now[0] < threshold,
+    }
+
+
+def spread_subset(utterances: list, count: int, seed: int) -> list:
+    """``count`` clips dealt round-robin over the actors (each actor's clips shuffled with ``seed``)."""
+    rng = random.Random(seed)
+    queues = []
+    for speaker in sorted({u.speaker for u in utterances}):
+        clips = sorted((u for u in utterances if u.speaker == speaker), key=lambda u: u.id)
+        rng.shuffle(clips)
+        queues.append(clips)
+    chosen: list = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+# -- the parent: build the examples once ---------------------------------------------------------------------
+
+
+def build_jobs(args) -> dict:
+    """Examples of the three configurations (JSON-ready) and facts about them."""
+    from emollm.api import EmotionReasoner
+    from emollm.data import load_corpus
+    from emollm.evaluation.harness import describe_utterances, encode_utterances
+    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM
+    from emollm.training import build_examples
+
+    script, training, model_args, adapter = parse_recipe(CONFIGS["tokens"], tempfile.gettempdir(), 1)
+    train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
+    clips = spread_subset(train, (args.warmup + args.steps) * BATCH, SEED)
+    model_name = model_args.model_name_or_path
+
+    start = time.perf_counter()
+    lm_text = EmotionLM.from_pretrained(model_name)
+    text_reasoner = EmotionReasoner(
+        lm_text, labels="ravdess8", strategy=script.strategy, mode="score", prosody=True,
+        prosody_style=script.prosody_style,
+    )  # fmt: skip
+    # The recipe's normaliser: per-speaker statistics fit on all the training clips (labels never read).
+    descriptions, _ = describe_utterances(text_reasoner, train, todo=clips, workers=args.workers)
+    text_examples = build_examples(clips, text_reasoner, target=script.target, prosody=descriptions)
+    tokenizer = lm_text.tokenizer
+    del lm_text, text_reasoner
+
+    spec = AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)
+    lm_tokens = EmotionLM.from_pretrained(model_name, adapters=[spec])
+    token_reasoner = EmotionReasoner(
+        lm_tokens, labels="ravdess8", strategy=script.strategy, mode="score", prosody=False
+    )
+    frames = encode_utterances(lm_tokens, clips)
+    features = {"audio": {uid: item["audio"] for uid, item in frames.items()}}
+    token_examples = build_examples(clips, token_reasoner, target=script.target, features=features)
+    prepare_s = time.perf_counter() - start
+
+    k = adapter.num_tokens
+    text_collator = MultimodalCollator(tokenizer, {}, max_length=training.max_length)
+    token_collator = MultimodalCollator(tokenizer, {"audio": k}, max_length=training.max_length)
+    same_examples, text_lengths, token_lengths = [], [], []
+    for text_ex, token_ex in zip(text_examples, token_examples):
+        text_ids, text_labels = text_collator.encode(text_ex)
+        token_ids, _ = token_collator.encode(token_ex)
+        slot = token_ids.index(PSEUDO_TOKEN_ID)
+        prompt_length = next(i for i, t in enumerate(text_labels) if t != IGNORE_INDEX)
+        slot = min(slot, prompt_length - k)  # the slots must replace prompt tokens, never the target
+        same_examples.append(
+            {**text_ex, "audio_features": token_ex["audio_features"], "slot_start": slot, "num_slots": k}
+        )
+        text_lengths.append(len(text_ids))
+        token_lengths.append(len(token_ids))
+
+    return {
+        "model": model_name,
+        "examples": {"text": text_examples, "tokens": token_examples, "tokens_text_length": same_examples},
+        "facts": {
+            "clips": [u.id for u in clips],
+            "prepare_s": round(prepare_s, 1),
+            "row_tokens": {
+                "text": _stats(text_lengths),
+                "tokens": _stats(token_lengths),
+                "tokens_text_length": _stats(text_lengths),
+            },
+            "frames_per_clip": _stats([len(ex["audio_features"]) for ex in token_examples]),
+            "example_prompt": {
+                "text": text_examples[0]["prompt"] + text_examples[0]["completion"],
+                "tokens": token_examples[0]["prompt"] + token_examples[0]["completion"],
+            },
+        },
+        "projector_parameters": projector_parameters(k, hidden=tokenizer_hidden(model_name)),
+    }
+
+
+def tokenizer_hidden(model_name: str) -> int:
+    """The model's hidden size, from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from emollm.modeling.base import builtin_cache_path
+
+    path = builtin_cache_path(model_name) if not Path(model_name).is_dir() else Path(model_name)
+    return int(AutoConfig.from_pretrained(path).hidden_size)
+
+
+def projector_parameters(num_tokens: int, hidden: int) -> dict:
+    """``num_parameters()`` of every projector for ``prosody_frames`` input at K=``num_tokens``."""
+    from emollm.modeling.encoders import FEATURE_NAMES
+    from emollm.modeling.projectors import PROJECTORS, build_projector
+
+    in_dim = len(FEATURE_NAMES)
+    counts = {
+        name: build_projector(name, in_dim, hidden, num_tokens=num_tokens).num_parameters()
+        for name in PROJECTORS
+    }
+    return {"in_dim": in_dim, "hidden": hidden, "num_tokens": num_tokens, "counts": counts}
+
+
+def _stats(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "median": statistics.median(values),
+    }
+
+
+# -- the worker: one configuration, in its own process -------------------------------------------------------
+
+
+def run_worker(name: str, job_path: str, result_path: str, steps: int, threads: int | None) -> None:
+    """Train ``steps`` steps of one configuration and write its timings and peak RSS."""
+    import torch
+    from datasets import Dataset
+    from trl import get_peft_config
+
+    from emollm.modeling.base import load_base_model
+    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
+    from emollm.training import EmotionSFTTrainer, count_parameters
+    from emollm.training.sft import prepare_for_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    rss_start = rss_mb()
+    job = json.loads(Path(job_path).read_text())
+    examples = job["examples"][name]
+    output_dir = tempfile.mkdtemp(prefix=f"sft_cost_{name}_")
+    script, training, model_args, adapter = parse_recipe(CONFIGS[name], output_dir, steps)
+    adapters = []
+    if name != "text":
+        adapters = [AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)]
+    training.remove_unused_columns = False
+    training.dataset_kwargs = {"skip_prepare_dataset": True}
+
+    load_start = time.perf_counter()
+    model, tokenizer = load_base_model(model_args.model_name_or_path)
+    encoders, projectors = build_adapters(adapters, model.get_input_embeddings().embedding_dim)
+    lm = EmotionLM(model, tokenizer, encoders=encoders, projectors=projectors if adapters else None)
+    model = prepare_for_training(lm.model, get_peft_config(model_args))
+    load_s = time.perf_counter() - load_start
+    counts = count_parameters(model)
+    rss_loaded = rss_mb()
+
+    collator_class = SameLengthCollator if name == "tokens_text_length" else MultimodalCollator
+    collator = RecordingCollator(collator_class(tokenizer, lm.num_tokens, max_length=training.max_length))
+    timer = StepTimer()
+    trainer = EmotionSFTTrainer(
+        model=model,
+        args=training,
+        train_dataset=Dataset.from_list(examples),
+        data_collator=collator,
+        processing_class=tokenizer,
+        base_model=model_args.model_name_or_path,
+        adapters=adapters,
+        callbacks=[timer],
+    )
+    trainer.train()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    slots = [int((ids == PSEUDO_TOKEN_ID).sum(1).max()) for ids in collator.input_ids]
+    result = {
+        "name": name,
+        "step_s": timer.durations(),
+        "batch_width": [int(ids.shape[1]) for ids in collator.input_ids],
+        "batch_real_tokens": [int(mask.sum()) for mask in collator.attention],
+        "pseudo_slots_per_row": slots,
+        "batch_ids": collator.ids,
+        "peak_rss_mb": peak_mb,
+        "rss_at_start_mb": rss_start,
+        "rss_after_load_mb": rss_loaded,
+        "model_load_s": load_s,
+        "parameters": counts,
+        "torch_threads": torch.get_num_threads(),
+        "training_args": {
+            "per_device_train_batch_size": training.per_device_train_batch_size,
+            "learning_rate": training.learning_rate,
+            "max_length": training.max_length,
+            "gradient_checkpointing": training.gradient_checkpointing,
+            "bf16": training.bf16,
+            "lora": {
+                "r": model_args.lora_r,
+                "alpha": model_args.lora_alpha,
+                "dropout": model_args.lora_dropout,
+                "target_modules": model_args.lora_target_modules,
+            },
+        },
+    }
+    Path(result_path).write_text(json.dumps(result))
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (batch fetch and collation included)."""
+
+    def __init__(self):
+        self.marks: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.marks = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append(time.perf_counter())
+
+    def durations(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+
+
+class RecordingCollator:
+    """Wraps a collator and keeps every batch's ids, attention mask and utterance ids."""
+
+    def __init__(self, collator):
+        self.collator = collator
+        self.input_ids, self.attention, self.ids = [], [], []
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        self.input_ids.append(batch["input_ids"].clone())
+        self.attention.append(batch["attention_mask"].clone())
+        self.ids.append([example["id"] for example in examples])
+        return batch
+
+
+@dataclass
+class SameLengthCollator(MultimodalCollator):
+    """The tokens route at the text route's length: the text prompt with K tokens overwritten by slots.
+
+    Each example carries the text route's ``prompt``, the clip's ``audio_features``, ``slot_start`` and
+    ``num_slots``; the row keeps the text route's length, ``num_slots`` of its prompt tokens become slots.
+    """
+
+    def encode(self, example):
+        text = MultimodalCollator(self.tokenizer, {}, self.max_length, self.add_special_tokens)
+        ids, labels = text.encode(example)
+        start, count = example["slot_start"], example["num_slots"]
+        if any(t != IGNORE_INDEX for t in labels[start : start + count]):
+            raise ValueError(f"{example['id']}: the slots would overwrite target tokens")
+        ids[start : start + count] = [PSEUDO_TOKEN_ID] * count
+        return ids, labels
+
+
+# -- the parent: run, print, write ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
+    parser.add_argument("--rounds", type=int, default=1, help="run the configurations this many times")
+    parser.add_argument("--workers", type=int, default=2, help="prosody extraction processes")
+    parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's)")
+    parser.add_argument("--quiet-load", type=float, default=0.8, help="wait for a 1-min load below this")
+    parser.add_argument("--quiet-wait", type=float, default=1200, help="longest wait (s) per configuration")
+    parser.add_argument("--out", default="benchmarks/results/sft_cost.json", help="JSON results")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args.worker, args.job, args.result, args.warmup + args.steps, args.threads)
+        return
+
+    import torch
+    import transformers
+    import trl
+
+    from emollm.io import write_text_atomic
+
+    job = build_jobs(args)
+    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    with tempfile.TemporaryDirectory(prefix="sft_cost_") as tmp:
+        job_path = Path(tmp) / "job.json"
+        job_path.write_text(json.dumps(job))
+        for round_index in range(args.rounds):
+            order = list(CONFIGS) if round_index % 2 == 0 else list(reversed(CONFIGS))
+            for name in order:
+                quiet = wait_until_quiet(args.quiet_load, args.quiet_wait)
+                result_path = Path(tmp) / f"{name}-{round_index}.json"
+                command = [sys.executable, __file__, "--worker", name, "--job", str(job_path)]
+                command += ["--result", str(result_path), "--warmup", str(args.warmup)]
+                command += ["--steps", str(args.steps)] + (
+                    ["--threads", str(args.threads)] if args.threads else []
+                )
+                print(f"round {round_index + 1}: {name} ({quiet})", file=sys.stderr, flush=True)
+                start = time.perf_counter()
+                subprocess.run(command, check=True, cwd=REPO)
+                result = json.loads(result_path.read_text())
+                result.update(
+                    quiet, loadavg_after=list(os.getloadavg()), process_s=time.perf_counter() - start
+                )
+                result["timed_step_s"] = result["step_s"][args.warmup :]
+                runs[name].append(result)
+
+    rows = {}
+    for name, results in runs.items():
+        timed = [s for r in results for s in r["timed_step_s"]]
+        rows[name] = {
+            "title": TITLES[name],
+            "s_per_step": _stats(timed),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "rss_after_load_mb": max(r["rss_after_load_mb"] for r in results),
+            "row_tokens": job["facts"]["row_tokens"][name],
+            "batch_width": _stats([w for r in results for w in r["batch_width"][args.warmup :]]),
+            "pseudo_slots_per_row": results[0]["pseudo_slots_per_row"][0],
+            "parameters": results[0]["parameters"],
+            "runs": results,
+        }
+    same_batches = all(
+        a["batch_ids"] == b["batch_ids"] and a["batch_width"] == b["batch_width"]
+        for a, b in zip(runs["text"], runs["tokens_text_length"])
+    )
+    mean = {name: rows[name]["s_per_step"]["mean"] for name in rows}
+    median = {name: rows[name]["s_per_step"]["median"] for name in rows}
+    ratios = {
+        "tokens_text_length_over_text_mean": mean["tokens_text_length"] / mean["text"],
+        "tokens_text_length_over_text_median": median["tokens_text_length"] / median["text"],
+        "tokens_over_text_mean": mean["tokens"] / mean["text"],
+    }
+    met = ratios["tokens_text_length_over_text_mean"] < GOAL_RATIO
+
+    model = job["model"]
+    print()
+    print(
+        f"model {model}; batch {BATCH}; {args.warmup} warm-up + {args.steps} timed steps x {args.rounds} "
+        f"round(s); {len(job['facts']['clips'])} RAVDESS train clips; torch threads "
+        f"{rows['text']['runs'][0]['torch_threads']} on {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| configuration | row tokens (mean) | batch width (mean) | slots | s/step mean | std | min | max | "
+        "peak RSS MB | trainable LoRA | trainable projector |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows.values():
+        s = row["s_per_step"]
+        print(
+            f"| {row['title']} | {row['row_tokens']['mean']:.1f} | {row['batch_width']['mean']:.1f} | "
+            f"{row['pseudo_slots_per_row']} | {s['mean']:.3f} | {s['std']:.3f} | {s['min']:.3f} | "
+            f"{s['max']:.3f} | {row['peak_rss_mb']:.0f} | {row['parameters']['lora']:,} | "
+            f"{row['parameters']['projector']:,} |"
+        )
+    print()
+    verdict = "met" if met else "NOT met"
+    print(
+        f"**(3) / (1), same sequence length: {ratios['tokens_text_length_over_text_mean']:.3f}x** "
+        "mean s/step "
+        f"({ratios['tokens_text_length_over_text_median']:.3f}x median); goal < {GOAL_RATIO} ({verdict}). "
+        f"Same batches and widths in (1) and (3): {same_batches}. (2) / (1) at their own lengths: "
+        f"{ratios['tokens_over_text_mean']:.3f}x."
+    )
+    pp = job["projector_parameters"]
+    print()
+    print(
+        f"| projector (prosody_frames {pp['in_dim']} -> hidden {pp['hidden']}, K={pp['num_tokens']}) "
+        "| parameters |"
+    )
+    print("|---|---:|")
+    for name, count in pp["counts"].items():
+        print(f"| {name} | {count:,} |")
+    print()
+    loads = [(r["loadavg_at_start"][0], r["loadavg_after"][0]) for rs in runs.values() for r in rs]
+    print(
+        f"untimed preparation {job['facts']['prepare_s']} s; "
+        f"1-min load average before/after each run: {loads}"
+    )
+
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "model": model,
+        "batch_size": BATCH,
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "rounds": args.rounds,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+        },
+        "quiet_load_threshold": args.quiet_load,
+        "configurations": rows,
+        "same_batches_text_and_tokens_text_length": same_batches,
+        "ratios": ratios,
+        "goal": f"(3) / (1) mean s/step < {GOAL_RATIO}",
+        "goal_met": met,
+        "projector_parameters": pp,
+        "facts": job["facts"],
+    }
+    write_text_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""MELD text + context SFT (train -> dev): weighted F1 next to zero-shot and a TF-IDF peer.
+
+python benchmarks/sft_meld.py [--data-root ../shared/data] [--rows peer,zero-shot,sft]
+    [--epochs N] [--max-steps N] [--train-limit N] [--eval-limit N] [--output-root runs/sft]
+    [--c-grid 0.1,0.3,1,3,10] [--overwrite] [--out benchmarks/results/sft_meld.json]
+
+Train on MELD train (9,989 utterances), evaluate on dev (1,109), 7 classes; the words and the two previous
+turns of the conversation, no audio. Rows:
+
+* **peer**: TF-IDF of word 1-2 grams + ``LogisticRegression``, four variants: the utterance alone or with a
+  second TF-IDF of the 2 previous turns, ``class_weight`` balanced or none. ``C`` is chosen for each by
+  GroupKFold (5 folds by dialogue) on train, mean weighted F1; the variant with the best CV score is "the
+  peer" (dev chooses nothing). See ``benchmarks/peers.py``.
+* **zero-shot**: the evaluation harness on the default model, ``minimal`` template, 2 context turns, score
+  mode, into ``<output-root>/meld-dev-zero-shot-minimal-score-c2`` (resumable).
+* **sft**: ``recipes/sft.py --config recipes/configs/meld/sft.yaml`` in this process (LoRA r16 on q/k/v/o,
+  ``minimal`` template, 2 context turns, 1 epoch = 1,249 steps of batch 8), evaluated by the recipe on dev
+  in score mode; ``--epochs``, ``--max-steps``, ``--train-limit`` and ``--eval-limit`` override the config
+  (``--eval-limit`` applies to the zero-shot row too).
+
+The issue's goal: weighted F1 >= 0.58 on dev after SFT with the default 135M model. The JSON is rewritten
+after every row; a rerun skips rows already there with the same settings (``--overwrite`` recomputes them),
+and the recipe resumes an interrupted training from its last checkpoint (delete
+``<output-root>/meld`` to start it again).
+
+    python benchmarks/sft_meld.py --rows peer                         # the peers only, a few minutes
+    python benchmarks/sft_meld.py                                     # everything (hours on a 2-core CPU)
+    python benchmarks/sft_meld.py --max-steps 2 --train-limit 16 --eval-limit 16 \\
+        --output-root /tmp/sft_smoke --out /tmp/sft_meld_smoke.json     # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from peers import REPO, Results, baseline_rows, metrics_row, recipe_overrides, run_recipe, tfidf_peer
+
+LABELS = "meld7"
+CONTEXT_TURNS = 2
+GOAL_WEIGHTED_F1 = 0.58
+PEERS = {
+    "peer: TF-IDF LR, utterance": (0, None),
+    "peer: TF-IDF LR, utterance, balanced": (0, "balanced"),
+    "peer: TF-IDF LR, utterance + 2 turns": (CONTEXT_TURNS, None),
+    "peer: TF-IDF LR, utterance + 2 turns, balanced": (CONTEXT_TURNS, "balanced"),
+}
+ZERO_SHOT = "zero-shot: minimal, 2 turns, score"
+SFT = "SFT: LoRA, minimal, 2 turns"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data", help="folder holding meld/")
+    parser.add_argument("--rows", default="peer,zero-shot,sft", help="rows to run (comma-separated)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default: the config's, 1)")
+    parser.add_argument("--max-steps", type=int, help="stop training after N steps (overrides --epochs)")
+    parser.add_argument("--train-limit", type=int, help="train on N utterances (seeded draw)")
+    parser.add_argument("--eval-limit", type=int, help="evaluate N dev utterances (seeded draw)")
+    parser.add_argument("--output-root", default="runs/sft", help="checkpoint <root>/meld, zero-shot beside")
+    parser.add_argument("--c-grid", default="0.1,0.3,1,3,10", help="C values tried by the peers' CV")
+    parser.add_argument("--overwrite", action="store_true", help="recompute rows already in --out")
+    parser.add_argument("--out", default="benchmarks/results/sft_meld.json", help="JSON results")
+    args = parser.parse_args()
+    args.workers = None  # no audio: nothing to extract
+    wanted = args.rows.split(",")
+    unknown = sorted(set(wanted) - {"peer", "zero-shot", "sft"})
+    if unknown:
+        parser.error(f"--rows: unknown {unknown}; accepted: peer, zero-shot, sft")
+
+    import torch
+
+    from emollm.data import load_corpus
+
+    train = [u for u in load_corpus("meld", "train", data_root=args.data_root) if u.label is not None]
+    dev = [u for u in load_corpus("meld", "dev", data_root=args.data_root) if u.label is not None]
+    facts = {
+        "train": f"MELD train, {len(train)} utterances",
+        "dev": f"MELD dev, {len(dev)} utterances",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    results = Results(args.out, facts, overwrite=args.overwrite)
+
+    if "peer" in wanted:
+        for name, (turns, class_weight) in PEERS.items():
+            settings = {"context_turns": turns, "class_weight": class_weight, "c_grid": args.c_grid}
+            if results.done(name, settings):
+                print(f"{name}: already in {args.out}", file=sys.stderr)
+                continue
+            start = time.perf_counter()
+            grid = [float(c) for c in args.c_grid.split(",")]
+            metrics, details = tfidf_peer(
+                train, dev, context_turns=turns, class_weight=class_weight, grid=grid
+            )
+            row = metrics_row(metrics, settings=settings, seconds=time.perf_counter() - start, **details)
+            results.add(name, row)
+            print(f"{name}: weighted F1 {100 * metrics.weighted_f1:.1f}", file=sys.stderr)
+
+    if "zero-shot" in wanted:
+        from emollm.evaluation.harness import EvalConfig, evaluate
+
+        output = str(Path(args.output_root) / "meld-dev-zero-shot-minimal-score-c2")
+        config = EvalConfig(
+            data="meld", split="dev", strategy="minimal", mode="score", context=CONTEXT_TURNS,
+            limit=args.eval_limit, data_root=args.data_root, output=output,
+        )  # fmt: skip
+        settings = {"harness": "minimal/score/c2", "limit": args.eval_limit, "output": output}
+        if results.done(ZERO_SHOT, settings):
+            print(f"{ZERO_SHOT}: already in {args.out}", file=sys.stderr)
+        else:
+            start = time.perf_counter()
+            result = evaluate(config)
+            results.add(ZERO_SHOT, metrics_row(result.metrics, settings=settings,
+                                               seconds=time.perf_counter() - start))  # fmt: skip
+
+    if "sft" in wanted:
+        config = REPO / "recipes" / "configs" / "meld" / "sft.yaml"
+        overrides = recipe_overrides(args, str(Path(args.output_root) / "meld"))
+        settings = {"config": str(config.relative_to(REPO)), "overrides": overrides}
+        if results.done(SFT, settings):
+            print(f"{SFT}: already in {args.out}", file=sys.stderr)
+        else:
+            command = f"recipes/sft.py --config {settings['config']} {' '.join(overrides)}"
+            print(f"{SFT}: {command}", file=sys.stderr)
+            run = run_recipe(config, overrides)
+            m = run["metrics"]["metrics"]
+            results.add(
+                SFT,
+                {
+                    "n": m["n"],
+                    "wa": m["wa"],
+                    "ua": m["ua"],
+                    "weighted_f1": m["weighted_f1"],
+                    "macro_f1": m["macro_f1"],
+                    "seconds": round(run["total_s"], 1),
+                    "settings": settings,
+                    "train_s_this_run": run.get("train_s"),
+                    "eval_s_this_run": run.get("eval_s"),
+                    "steps": run.get("steps"),
+                    "train_examples": run.get("train_examples"),
+                    "output_dir": run["output_dir"],
+                    "eval_baselines": run["metrics"]["baselines"],
+                    "metrics": m,
+                },
+            )
+
+    peer_rows = {name: results.rows[name] for name in PEERS if name in results.rows}
+    best_peer = max(peer_rows, key=lambda n: peer_rows[n]["cv_best_weighted_f1"]) if peer_rows else None
+    baselines = baseline_rows([u.label for u in dev], LABELS, [u.label for u in train])
+    sft = results.rows.get(SFT)
+    summary = {
+        "peer_chosen_by_cv": best_peer,
+        "goal": f"SFT weighted F1 >= {GOAL_WEIGHTED_F1} on dev",
+        "goal_met": None if sft is None else sft["weighted_f1"] >= GOAL_WEIGHTED_F1 and sft["n"] == len(dev),
+        "baselines_full_dev": baselines,
+    }
+    results.write(**summary)
+
+    print()
+    print(f"{facts['train']} -> {facts['dev']}; 7 classes; text + {CONTEXT_TURNS} context turns")
+    print()
+    print("| method | n | weighted F1 % | WA % | UA % | macro F1 % | CV wF1 % (train) | seconds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in [*PEERS, ZERO_SHOT, SFT]:
+        row = results.rows.get(name)
+        if row is None:
+            print(f"| {name} | - | not run | | | | | |")
+            continue
+        cv = f"{100 * row['cv_best_weighted_f1']:.1f}" if "cv_best_weighted_f1" in row else "-"
+        mark = " (chosen by CV)" if name == best_peer else ""
+        print(
+            f"| {name}{mark} | {row['n']} | {100 * row['weighted_f1']:.1f} | {100 * row['wa']:.1f} | "
+            f"{100 * row['ua']:.1f} | {100 * row['macro_f1']:.1f} | {cv} | {row['seconds']:.0f} |"
+        )
+    for name, row in baselines.items():
+        print(
+            f"| {name}: {row['description']} | {len(dev)} | {100 * row['weighted_f1']:.1f} | "
+            f"{100 * row['wa']:.1f} | {100 * row['ua']:.1f} | {100 * row['macro_f1']:.1f} | - | - |"
+        )
+    print()
+    if sft is not None:
+        verdict = "met" if summary["goal_met"] else "NOT met"
+        peer_f1 = results.rows[best_peer]["weighted_f1"] if best_peer else float("nan")
+        zero = results.rows.get(ZERO_SHOT)
+        zero_gap = "-" if zero is None else f"{100 * (sft['weighted_f1'] - zero['weighted_f1']):+.1f}"
+        print(
+            f"**SFT weighted F1 {100 * sft['weighted_f1']:.1f}** on {sft['n']} dev utterances: goal >= "
+            f"{100 * GOAL_WEIGHTED_F1:.0f} {verdict}; vs the peer "
+            f"{100 * (sft['weighted_f1'] - peer_f1):+.1f}, "
+            f"vs zero-shot {zero_gap} points"
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""RAVDESS speaker-independent SFT: prosody-as-text vs pseudo-tokens vs both, next to an openSMILE peer.
+
+python benchmarks/sft_ravdess.py [--data-root ../shared/data] [--rows peer,text,tokens,both]
+    [--epochs N] [--max-steps N] [--train-limit N] [--eval-limit N] [--output-root runs/sft]
+    [--workers 2] [--c-grid 0.001,0.01,0.1,1,10] [--overwrite] [--out benchmarks/results/sft_ravdess.json]
+
+Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never seen), 8 classes. Rows:
+
+* **peer**: openSMILE eGeMAPSv02 functionals, z-scored per speaker with each speaker's own statistics
+  (labels never read), ``LogisticRegression(class_weight="balanced")``, C chosen by GroupKFold (7 folds by
+  actor) on the training actors only (mean WA). See ``benchmarks/peers.py``.
+* **(a) text / (b) tokens / (c) both**: ``recipes/sft.py`` with ``recipes/configs/ravdess/sft_{route}.yaml``
+  (smollm2-135m-instruct, LoRA r16 on q/k/v/o, ``prosody_frames`` -> ``mlp`` -> 8 pseudo-tokens, ``minimal``
+  template, score-mode evaluation), run in this process; the numbers are the recipe's own
+  ``<output-root>/ravdess-<route>/eval-dev/metrics.json``. ``--epochs``, ``--max-steps``, ``--train-limit``
+  and ``--eval-limit`` override the configs (``--epochs`` defaults to theirs, 2: 210 steps of batch 8).
+
+It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
+and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer). The JSON is rewritten
+after every row; a rerun skips rows already there with the same settings (``--overwrite`` recomputes them),
+and the recipe resumes an interrupted training from its last checkpoint. To train a route from scratch,
+delete its ``<output-root>/ravdess-<route>`` folder.
+
+    python benchmarks/sft_ravdess.py --rows peer                      # the peer only, about a minute
+    python benchmarks/sft_ravdess.py                                  # everything (hours on a 2-core CPU)
+    python benchmarks/sft_ravdess.py --max-steps 2 --train-limit 16 --eval-limit 16 \\
+        --output-root /tmp/sft_smoke --out /tmp/sft_ravdess_smoke.json   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from peers import REPO, Results, baseline_rows, egemaps_peer, metrics_row, recipe_overrides, run_recipe
+
+ROUTES = {"text": "(a) SFT, prosody as text", "tokens": "(b) SFT, pseudo-tokens", "both": "(c) SFT, both"}
+PEER = "peer: eGeMAPSv02 functionals, speaker z, LR"
+LABELS = "ravdess8"
+DEFAULT_CACHE = str(Path("~/.cache/emollm/bench").expanduser())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/")
+    parser.add_argument("--rows", default="peer,text,tokens,both", help="rows to run (comma-separated)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default: the configs', 2)")
+    parser.add_argument("--max-steps", type=int, help="stop training after N steps (overrides --epochs)")
+    parser.add_argument("--train-limit", type=int, help="train on N clips (seeded draw)")
+    parser.add_argument("--eval-limit", type=int, help="evaluate N dev clips (seeded draw)")
+    parser.add_argument("--output-root", default="runs/sft", help="checkpoints go to <root>/ravdess-<route>")
+    parser.add_argument("--workers", type=int, default=2, help="prosody/openSMILE extraction processes")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="openSMILE feature cache ('' for none)")
+    parser.add_argument("--c-grid", default="0.001,0.01,0.1,1,10", help="C values tried by the peer's CV")
+    parser.add_argument("--overwrite", action="store_true", help="recompute rows already in --out")
+    parser.add_argument("--out", default="benchmarks/results/sft_ravdess.json", help="JSON results")
+    args = parser.parse_args()
+    wanted = args.rows.split(",")
+    unknown = sorted(set(wanted) - {"peer", *ROUTES})
+    if unknown:
+        parser.error(f"--rows: unknown {unknown}; accepted: peer, {', '.join(ROUTES)}")
+
+    import torch
+
+    from emollm.data import load_corpus
+
+    train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
+    dev = [u for u in load_corpus("ravdess", "dev", data_root=args.data_root) if u.label is not None]
+    facts = {
+        "train": f"RAVDESS actors 01-14, {len(train)} clips",
+        "dev": f"RAVDESS actors 15-18, {len(dev)} clips",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    results = Results(args.out, facts, overwrite=args.overwrite)
+
+    if "peer" in wanted:
+        settings = {"features": "eGeMAPSv02 functionals, speaker z", "c_grid": args.c_grid}
+        if results.done(PEER, settings):
+            print(f"{PEER}: already in {args.out}", file=sys.stderr)
+        else:
+            start = time.perf_counter()
+            grid = [float(c) for c in args.c_grid.split(",")]
+            metrics, details = egemaps_peer(
+                train, dev, cache_dir=args.cache_dir or None, workers=args.workers, grid=grid
+            )
+            results.add(
+                PEER, metrics_row(metrics, settings=settings, seconds=time.perf_counter() - start, **details)
+            )
+
+    for route, title in ROUTES.items():
+        if route not in wanted:
+            continue
+        output_dir = str(Path(args.output_root) / f"ravdess-{route}")
+        config = REPO / "recipes" / "configs" / "ravdess" / f"sft_{route}.yaml"
+        overrides = recipe_overrides(args, output_dir)
+        settings = {"config": str(config.relative_to(REPO)), "overrides": overrides}
+        if results.done(title, settings):
+            print(f"{title}: already in {args.out}", file=sys.stderr)
+            continue
+        print(f"{title}: recipes/sft.py --config {settings['config']} {' '.join(overrides)}", file=sys.stderr)
+        run = run_recipe(config, overrides)
+        m = run["metrics"]["metrics"]
+        results.add(
+            title,
+            {
+                "n": m["n"],
+                "wa": m["wa"],
+                "ua": m["ua"],
+                "weighted_f1": m["weighted_f1"],
+                "macro_f1": m["macro_f1"],
+                "seconds": round(run["total_s"], 1),
+                "settings": settings,
+                "train_s_this_run": run.get("train_s"),
+                "eval_s_this_run": run.get("eval_s"),
+                "steps": run.get("steps"),
+                "train_examples": run.get("train_examples"),
+                "output_dir": run["output_dir"],
+                "eval_baselines": run["metrics"]["baselines"],
+                "metrics": m,
+            },
+        )
+
+    # Baselines on the dev clips each row was scored on (all 240 unless --eval-limit)
+    eval_n = next((r["n"] for name, r in results.rows.items() if name != PEER), len(dev))
+    baselines = baseline_rows([u.label for u in dev], LABELS, [u.label for u in train])
+    peer, both = results.rows.get(PEER), results.rows.get(ROUTES["both"])
+    gap = None if not (peer and both) else both["wa"] - peer["wa"]
+    results.write(baselines_full_dev=baselines, gap_both_minus_peer_wa=gap)
+
+    print()
+    print(f"{facts['train']} -> {facts['dev']}; 8 classes; SFT rows evaluated on {eval_n} dev clips")
+    print()
+    print("| method | n | WA % | UA % | macro F1 % | seconds (train+eval) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in [PEER, *ROUTES.values()]:
+        row = results.rows.get(name)
+        if row is None:
+            print(f"| {name} | - | not run | | | |")
+            continue
+        train_s = f" ({row['train_s_this_run']:.0f} train)" if row.get("train_s_this_run") else ""
+        print(
+            f"| {name} | {row['n']} | {100 * row['wa']:.1f} | {100 * row['ua']:.1f} | "
+            f"{100 * row['macro_f1']:.1f} | {row['seconds']:.0f}{train_s} |"
+        )
+    for name, row in baselines.items():
+        print(
+            f"| {name}: {row['description']} | {len(dev)} | {100 * row['wa']:.1f} | "
+            f"{100 * row['ua']:.1f} | {100 * row['macro_f1']:.1f} | - |"
+        )
+    print()
+    if gap is None:
+        print("gap (c) - peer: needs both rows")
+    else:
+        verdict = "beats" if gap > 0 else "does NOT beat"
+        print(f"**(c) both {verdict} the peer: WA gap {100 * gap:+.1f} points**")
+        if both["n"] != peer["n"]:
+            print(f"(on different clips: (c) on {both['n']}, the peer on {peer['n']}; use no --eval-limit)")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
