@@ -21,8 +21,8 @@ after every row; a rerun skips rows already there with the same settings (``--ov
 and the recipe resumes an interrupted training from its last checkpoint. To train a route from scratch,
 delete its ``<output-root>/ravdess-<route>`` folder.
 
-    python benchmarks/sft_ravdess.py --rows peer                      # the peer only, about a minute
-    python benchmarks/sft_ravdess.py                                  # everything (hours on a 2-core CPU)
+    python benchmarks/sft_ravdess.py --rows peer                      # the peer only, seconds (cached)
+    python benchmarks/sft_ravdess.py                                  # everything, ~2-2.5 h on 2 CPU cores
     python benchmarks/sft_ravdess.py --max-steps 2 --train-limit 16 --eval-limit 16 \\
         --output-root /tmp/sft_smoke --out /tmp/sft_ravdess_smoke.json   # smoke test
 """
