@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,20 +102,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}  # ... and tokenises them itself
 
     # 1. Data
-    corpus = script_args.dataset.split(":", 1)[0]
-    labels = get_label_set(script_args.labels or CORPUS_LABELS.get(corpus, "ravdess8"))
-    train = load_corpus(
-        script_args.dataset, script_args.train_split, data_root=script_args.data_root, labels=labels
-    )
-    train = [u for u in train if u.label is not None]
-    if script_args.train_limit is not None and script_args.train_limit < len(train):
-        import random
-
-        chosen = sorted(random.Random(training_args.seed).sample(range(len(train)), script_args.train_limit))
-        train = [train[i] for i in chosen]
-    logger.warning(
-        "training on %d utterances of %s/%s", len(train), script_args.dataset, script_args.train_split
-    )
+    labels, train = training_utterances(script_args, training_args.seed)
 
     # 2. Model: the base LLM (4-bit for QLoRA if asked) and, for the tokens routes, the audio adapter
     adapters = []
@@ -218,6 +206,23 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     result = evaluate(config, lm=lm)
     logger.warning("evaluation: %s", json.dumps(result.summary.get("metrics", {}), default=str)[:500])
     print((Path(config.output) / "report.md").read_text(encoding="utf-8"))
+
+
+def training_utterances(script_args, seed: int):
+    """The label set and the labelled training utterances (a seeded draw of ``train_limit`` of them)."""
+    corpus = script_args.dataset.split(":", 1)[0]
+    labels = get_label_set(script_args.labels or CORPUS_LABELS.get(corpus, "ravdess8"))
+    train = load_corpus(
+        script_args.dataset, script_args.train_split, data_root=script_args.data_root, labels=labels
+    )
+    train = [u for u in train if u.label is not None]
+    if script_args.train_limit is not None and script_args.train_limit < len(train):
+        chosen = sorted(random.Random(seed).sample(range(len(train)), script_args.train_limit))
+        train = [train[i] for i in chosen]
+    logger.warning(
+        "training on %d utterances of %s/%s", len(train), script_args.dataset, script_args.train_split
+    )
+    return labels, train
 
 
 def finished(checkpoint: str, max_steps: int) -> bool:

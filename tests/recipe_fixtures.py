@@ -15,7 +15,8 @@ from conftest import build_tiny_llama, build_tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "sft.py"
-CONFIGS = sorted((REPO / "recipes" / "configs").glob("**/*.yaml"))
+CONFIGS = sorted((REPO / "recipes" / "configs").glob("**/sft*.yaml"))  # recipes/sft.py's
+GRPO_CONFIGS = sorted((REPO / "recipes" / "configs").glob("**/grpo*.yaml"))  # recipes/grpo.py's
 CPU_2PROC = REPO / "recipes" / "accelerate" / "cpu_2proc.yaml"
 
 # (transcript, label, Praat pitch multiplier, words per minute): 2-3 words, a few pitches and rates
@@ -79,12 +80,12 @@ def write_speech_manifest(folder: Path) -> Path:
     return manifest
 
 
-def load_recipe():
-    """``recipes/sft.py`` imported as a module (it is a script, not part of the package)."""
-    name = "emollm_recipe_sft"
+def load_recipe(script: str = "sft"):
+    """``recipes/<script>.py`` imported as a module (it is a script, not part of the package)."""
+    name = f"emollm_recipe_{script}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, RECIPE)
+    spec = importlib.util.spec_from_file_location(name, REPO / "recipes" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)

@@ -14,6 +14,7 @@ MODULES = [
     "emollm.modeling.projectors",
     "emollm.training.collators",
     "emollm.training.sft",
+    "emollm.training.rewards",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Training: the multimodal collator and the SFT pieces (GRPO follows the same pattern).
+"""Training: the multimodal collator, the SFT pieces, GRPO and its verifiable rewards.
 
 TRL is the training engine; these modules add what emotion SFT needs on top of it: pseudo-token
 injection inside the loss, label/reasoning targets, and emollm checkpoints. The recipes in ``recipes/``
@@ -6,6 +6,8 @@ put them together.
 """
 
 from emollm.training.collators import MultimodalCollator
+from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
+from emollm.training.rewards import REWARDS, get_reward_funcs
 from emollm.training.sft import (
     EmotionSFTTrainer,
     build_examples,
@@ -16,10 +18,14 @@ from emollm.training.sft import (
 )
 
 __all__ = [
+    "REWARDS",
+    "EmotionGRPOTrainer",
     "EmotionSFTTrainer",
     "MultimodalCollator",
     "build_examples",
+    "build_grpo_examples",
     "count_parameters",
+    "get_reward_funcs",
     "make_completion",
     "prepare_for_training",
     "template_rationale",

@@ -26,9 +26,9 @@ import torch
 from trl import SFTTrainer
 
 from emollm.errors import ConfigError
-from emollm.modeling.checkpoint import load_projector_weights, save_checkpoint
 from emollm.modeling.emotion_lm import build_inputs_embeds, get_projectors
 from emollm.prompting import answer_prefix
+from emollm.training.checkpoints import EmollmCheckpointMixin
 
 TARGETS = ("label", "reasoning")
 
@@ -179,7 +179,7 @@ def count_parameters(model) -> dict[str, int]:
     return counts
 
 
-class EmotionSFTTrainer(SFTTrainer):
+class EmotionSFTTrainer(EmollmCheckpointMixin, SFTTrainer):
     """TRL's ``SFTTrainer`` with pseudo-token injection and emollm checkpoints.
 
     Pass the batches of :class:`~emollm.training.collators.MultimodalCollator`, a model from
@@ -193,12 +193,6 @@ class EmotionSFTTrainer(SFTTrainer):
         *args, **kwargs: As for ``SFTTrainer``.
     """
 
-    def __init__(self, *args, base_model: str, adapters: Sequence = (), reasoner_settings=None, **kwargs):
-        self.base_model_name = base_model
-        self.adapter_specs = list(adapters)
-        self.reasoner_settings = dict(reasoner_settings or {})
-        super().__init__(*args, **kwargs)
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Swap ``input_ids`` for ``inputs_embeds`` (projector vectors at the slots), then TRL's loss."""
         inputs = dict(inputs)
@@ -210,21 +204,3 @@ class EmotionSFTTrainer(SFTTrainer):
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
-
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        super()._save(output_dir, state_dict=state_dict)  # the PEFT adapter, tokenizer and training args
-        save_checkpoint(
-            self.model,
-            output_dir,
-            base_model=self.base_model_name,
-            adapters=self.adapter_specs,
-            reasoner=self.reasoner_settings,
-            save_lora=False,
-        )
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
-        projectors = get_projectors(model if model is not None else self.model)
-        if projectors is not None:
-            load_projector_weights(projectors, resume_from_checkpoint)

@@ -1,0 +1,235 @@
+"""Cost of one GRPO step on this CPU, both routes: seconds per step (generation and loss) and peak RAM.
+
+python benchmarks/grpo_cost.py [--data-root ../shared/data] [--routes text,tokens] [--warmup 1] [--steps 4]
+    [--completion-tokens 64] [--workers 2] [--quiet-load 0.8] [--quiet-wait 600]
+    [--out benchmarks/results/grpo_cost.json]
+
+The recipe's settings (``recipes/configs/ravdess/grpo_{text,tokens}.yaml``, parsed by the recipe's parser:
+``acoustic`` template, 2 prompts x ``num_generations`` 4 = 8 completions per step, LoRA r16 on q/k/v/o,
+float32, beta 0, DAPO loss), the default model (smollm2-135m-instruct) with a fresh LoRA (and for the
+tokens route a fresh ``prosody_frames`` -> ``mlp`` projector with K=8), and real RAVDESS prompts of actors
+01-14. Every completion is exactly ``--completion-tokens`` long (``min_new_tokens`` = ``max_new_tokens``),
+so the figure does not depend on when an untrained model happens to stop; a real run whose completions end
+earlier is cheaper. Each route runs in a fresh subprocess (so ``ru_maxrss`` is its own peak) for
+``warmup + steps`` optimizer steps; a step is the wall time between consecutive ``on_step_end`` callbacks
+(sampling 8 completions from ``inputs_embeds``, the rewards, the policy's log-probabilities, backward,
+AdamW). The trainer's ``generate_seconds`` splits the step into generation and the rest. The first ``warmup``
+steps are dropped. Before each subprocess the script waits for a 1-minute load average below
+``--quiet-load`` (at most ``--quiet-wait`` s) and records the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sft_cost import rss_mb, spread_subset, wait_until_quiet
+from transformers import TrainerCallback
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    route: REPO / "recipes" / "configs" / "ravdess" / f"grpo_{route}.yaml" for route in ("text", "tokens")
+}
+
+
+class StepTimer(TrainerCallback):
+    """Wall time between consecutive optimizer steps."""
+
+    def __init__(self):
+        self.marks = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not self.marks:
+            self.marks.append(time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append(time.perf_counter())
+
+
+def load_grpo_recipe():
+    if "emollm_recipe_grpo" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("emollm_recipe_grpo", REPO / "recipes" / "grpo.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["emollm_recipe_grpo"]
+
+
+def run_worker(route: str, args) -> dict:
+    """``warmup + steps`` GRPO steps of one route from the default model; timings and peak RSS."""
+    import torch
+    from datasets import Dataset
+    from trl import get_peft_config
+
+    from emollm.api import EmotionReasoner
+    from emollm.data import load_corpus
+    from emollm.evaluation.harness import describe_utterances, encode_utterances
+    from emollm.modeling.base import load_base_model
+    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
+    from emollm.training import count_parameters, prepare_for_training
+    from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
+    from emollm.training.rewards import get_reward_funcs
+
+    steps = args.warmup + args.steps
+    recipe = load_grpo_recipe()
+    overrides = [
+        "--output_dir", tempfile.mkdtemp(prefix=f"grpo_cost_{route}_"),
+        "--max_steps", str(steps), "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none",
+        "--max_completion_length", str(args.completion_tokens),
+        "--model_name_or_path", "smollm2-135m-instruct",  # the configs start from SFT checkpoints: same size
+    ]  # fmt: skip
+    script, training, model_args, adapter = recipe.make_parser().parse_args_and_config(
+        args=["--config", str(CONFIGS[route]), *overrides]
+    )
+    training.remove_unused_columns = False
+    training.generation_kwargs = {"min_new_tokens": args.completion_tokens}
+    prompts_per_step = training.per_device_train_batch_size // training.num_generations
+
+    train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
+    describe_pool = train  # the normaliser is fit on all training speakers, as the recipe does
+    chosen = spread_subset(train, steps * prompts_per_step, seed=0)
+
+    rss_start = rss_mb()
+    load_start = time.perf_counter()
+    adapters = []
+    if route == "tokens":
+        adapters = [AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)]
+    base, tokenizer = load_base_model(model_args.model_name_or_path)
+    encoders, projectors = build_adapters(adapters, base.get_input_embeddings().embedding_dim)
+    lm = EmotionLM(base, tokenizer, encoders=encoders, projectors=projectors if adapters else None)
+    reasoner = EmotionReasoner(
+        lm, labels="ravdess8", strategy=script.strategy, mode="generate", prosody=route == "text"
+    )
+    descriptions = {}
+    if reasoner.prosody:
+        descriptions, _ = describe_utterances(reasoner, describe_pool, workers=args.workers)
+    frames = encode_utterances(lm, chosen) if adapters else {}
+    features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
+    rows = build_grpo_examples(chosen, reasoner, prosody=descriptions, features=features)
+    model = prepare_for_training(lm.model, get_peft_config(model_args))
+    timer = StepTimer()
+    training.shuffle_dataset = False
+    trainer = EmotionGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(script.rewards),
+        args=training,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        base_model=model_args.model_name_or_path,
+        adapters=adapters,
+        callbacks=[timer],
+    )
+    load_s = time.perf_counter() - load_start
+    rss_loaded = rss_mb()
+    trainer.train()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    step_s = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    prompt_tokens = [len(lm.tokenize([row["prompt"]])[0]) for row in rows]
+    return {
+        "route": route,
+        "step_s": step_s,
+        "generate_s": [entry.get("generate_seconds") for entry in logs],
+        "completion_mean_length": [entry.get("completions/mean_length") for entry in logs],
+        "prompt_tokens_mean": statistics.mean(prompt_tokens),
+        "peak_rss_mb": peak_mb,
+        "rss_at_start_mb": rss_start,
+        "rss_after_setup_mb": rss_loaded,
+        "setup_s": load_s,
+        "parameters": count_parameters(model),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {
+            "num_generations": training.num_generations,
+            "per_device_train_batch_size": training.per_device_train_batch_size,
+            "max_completion_length": training.max_completion_length,
+            "min_new_tokens": args.completion_tokens,
+            "beta": training.beta,
+            "loss_type": training.loss_type,
+            "strategy": script.strategy,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--routes", default="text,tokens")
+    parser.add_argument("--warmup", type=int, default=1, help="first steps dropped from the timing")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per route")
+    parser.add_argument("--completion-tokens", type=int, default=64, help="tokens per completion (fixed)")
+    parser.add_argument("--workers", type=int, default=2, help="prosody extraction processes")
+    parser.add_argument("--quiet-load", type=float, default=0.8)
+    parser.add_argument("--quiet-wait", type=float, default=600)
+    parser.add_argument("--out", default="benchmarks/results/grpo_cost.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        Path(args.result).write_text(json.dumps(run_worker(args.worker, args)))
+        return
+
+    import torch
+
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "facts": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "model": "smollm2-135m-instruct",
+        },
+        "routes": {},
+    }
+    for route in args.routes.split(","):
+        if route not in CONFIGS:
+            parser.error(f"--routes: unknown {route!r}; accepted: {', '.join(CONFIGS)}")
+        load = wait_until_quiet(args.quiet_load, args.quiet_wait)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            result_path = handle.name
+        cmd = [sys.executable, __file__, "--worker", route, "--result", result_path]
+        cmd += ["--data-root", args.data_root, "--warmup", str(args.warmup), "--steps", str(args.steps)]
+        cmd += ["--completion-tokens", str(args.completion_tokens), "--workers", str(args.workers)]
+        subprocess.run(cmd, check=True)
+        row = json.loads(Path(result_path).read_text())
+        timed = row["step_s"][args.warmup :]
+        row.update(load, loadavg_after=list(os.getloadavg()), timed_step_s=timed)
+        row["mean_step_s"] = statistics.mean(timed)
+        row["median_step_s"] = statistics.median(timed)
+        generate = [g for g in row["generate_s"][args.warmup :] if g is not None]
+        row["mean_generate_s"] = statistics.mean(generate) if generate else None
+        results["routes"][route] = row
+        tmp = Path(args.out).with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(args.out)
+
+    print()
+    per_step = f"2 prompts x 4 completions x {args.completion_tokens} tokens"
+    print(f"GRPO step on {os.cpu_count()} CPU cores: {per_step}")
+    print()
+    print(
+        "| route | prompt tokens | s/step (mean) | s/step (median) | generation s | peak RSS GB | trainable |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for route, row in results["routes"].items():
+        gen = "-" if row["mean_generate_s"] is None else f"{row['mean_generate_s']:.1f}"
+        print(
+            f"| {route} | {row['prompt_tokens_mean']:.0f} | {row['mean_step_s']:.1f} | "
+            f"{row['median_step_s']:.1f} | {gen} | {row['peak_rss_mb'] / 1024:.2f} | "
+            f"{row['parameters']['trainable']:,} |"
+        )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

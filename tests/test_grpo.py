@@ -1,0 +1,310 @@
+"""GRPO: reward functions on hand-written completions, and the trainer on a tiny random Llama."""
+
+import pytest
+import torch
+from conftest import build_tiny_llama
+from datasets import Dataset
+from peft import LoraConfig
+from test_sft import FRAME_DIM, LORA, frames, make_lm, utterances
+from trl import GRPOConfig, GRPOTrainer
+
+from emollm.api import EmotionReasoner
+from emollm.errors import ConfigError
+from emollm.modeling.checkpoint import PROJECTORS_NAME, load_checkpoint
+from emollm.modeling.injection import PSEUDO_TOKEN_ID
+from emollm.training import prepare_for_training
+from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
+from emollm.training.rewards import (
+    format_reward,
+    get_reward_funcs,
+    label_reward,
+    length_penalty,
+    soft_label_reward,
+)
+
+# -- rewards ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("<think>Loud and fast.</think><answer>angry</answer>", 1.0),
+        ("  <THINK>a</THINK>\n<Answer>sad</Answer>\n", 1.0),  # case and surrounding whitespace are fine
+        ("<think></think><answer>sad</answer>", 1.0),  # an empty rationale still has the format
+        ("<answer>sad</answer>", 0.0),  # no think block
+        ("<answer>sad</answer><think>a</think>", 0.0),  # wrong order
+        ("<think>a</think><answer>sad</answer><answer>happy</answer>", 0.0),  # two answers
+        ("<think>a</think><think>b</think><answer>sad</answer>", 0.0),  # two thinks
+        ("<think>a <answer>x</answer></think><answer>sad</answer>", 0.0),  # tags nested in the rationale
+        ("I think: <think>a</think><answer>sad</answer>", 0.0),  # text before
+        ("<think>a</think><answer>sad</answer> because", 0.0),  # text after
+        ("<think>a</think><answer>  </answer>", 0.0),  # empty answer
+        ("<think>a</think><answer>sad", 0.0),  # cut off
+        ([{"role": "assistant", "content": "<think>a</think><answer>sad</answer>"}], 1.0),  # conversational
+    ],
+)
+def test_format_reward(completion, expected):
+    assert format_reward([completion]) == [expected]
+
+
+def test_label_reward_tolerates_case_inflection_and_synonyms():
+    completions = [
+        "<think>.</think><answer>ANGRY</answer>",
+        "<think>.</think><answer>anger</answer>",
+        "<think>.</think><answer>Joy</answer>",  # joy is ravdess8's happy
+        "The speaker sounds furious.",  # no tags: the first label named
+        "<think>Not happy at all.</think><answer>sad</answer>",  # the answer counts, not the rationale
+        "<think>.</think><answer>not happy</answer>",  # a negated label names nothing
+        "<think>.</think><answer>calm</answer>",
+        "",
+    ]
+    golds = ["angry", "angry", "happy", "angry", "sad", "happy", "neutral", "sad"]
+    expected = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert label_reward(completions, label=golds, label_set=["ravdess8"] * 8) == expected
+    # the label set matters: "calm" is not in meld7, and joy == happy only through the concept
+    assert label_reward(["<answer>calm</answer>"], label=["neutral"], label_set=["meld7"]) == [0.0]
+    assert label_reward(["<answer>happiness</answer>"], label=["joy"], label_set=["meld7"]) == [1.0]
+    assert label_reward(["<answer>happiness</answer>"], label=["joy"]) == [1.0]  # no set: concepts
+
+
+def test_soft_label_reward_pays_the_annotators_share():
+    votes = {"angry": 0.6, "frustrated": 0.0, "sad": 0.4}
+    completions = ["<answer>angry</answer>", "<answer>sadness</answer>", "<answer>happy</answer>", "?"]
+    rewards = soft_label_reward(completions, label=["angry"] * 4, label_distribution=[votes] * 4)
+    assert rewards == pytest.approx([0.6, 0.4, 0.0, 0.0])
+    # rows without votes fall back to the hard label
+    assert soft_label_reward(["<answer>sad</answer>", "<answer>sad</answer>"], label=["sad", "happy"]) == [
+        1.0,
+        0.0,
+    ]
+    with pytest.raises(ConfigError, match="label_distribution or a label"):
+        soft_label_reward(["<answer>sad</answer>"])
+
+
+def test_length_penalty_starts_past_max_words():
+    think = lambda n: "<think>" + "w " * n + "</think><answer>sad</answer>"  # noqa: E731
+    assert length_penalty([think(10), think(11), think(15), think(40)], max_words=10) == [
+        0.0,
+        -0.1,
+        -0.5,
+        -1.0,
+    ]
+    with pytest.raises(ConfigError, match="max_words"):
+        length_penalty(["a"], max_words=0)
+
+
+def test_unknown_reward_name_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['acuracy'\]; valid names: format, label"):
+        get_reward_funcs(["format", "acuracy"])
+    with pytest.raises(ConfigError, match="named twice"):
+        get_reward_funcs(["label", "label"])
+    with pytest.raises(ConfigError, match="at least one"):
+        get_reward_funcs([])
+
+
+# -- the trainer -----------------------------------------------------------------------------------------
+
+
+def n_letters(completions, **kwargs):
+    """A test reward with spread on a random model: how many letters the completion has."""
+    return [float(sum(c.isalpha() for c in text)) for text in completions]
+
+
+def grpo_args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        learning_rate=5e-2,
+        beta=0.0,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        logging_steps=1,
+        seed=0,
+    )
+    defaults.update(kw)
+    return GRPOConfig(**defaults)
+
+
+def grpo_trainer(lm, tokenizer, tmp_path, *, reward_funcs=(n_letters,), cls=EmotionGRPOTrainer, **kw):
+    reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
+    features = {"audio": frames()} if lm.modalities else None
+    rows = build_grpo_examples(utterances(), reasoner, features=features)
+    model = prepare_for_training(lm.model, LoraConfig(**LORA))
+    extra = dict(base_model="tiny", adapters=lm.adapters, reasoner_settings={"labels": ["happy", "sad"]})
+    return cls(
+        model=model,
+        reward_funcs=list(reward_funcs),
+        args=grpo_args(tmp_path, **kw),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        **(extra if cls is EmotionGRPOTrainer else {}),
+    )
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def moved(before, model):
+    return {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+
+
+@pytest.mark.parametrize("projector", [None, "mlp"], ids=["text", "tokens"])
+def test_one_grpo_step_moves_lora_and_projector_only(tiny_tokenizer, tmp_path, projector):
+    lm = make_lm(tiny_tokenizer, projector=projector)
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path)
+    before = snapshot(trainer.model)
+    trainer.train()
+    changed = moved(before, trainer.model)
+    assert any("lora_B" in n for n in changed)
+    assert all("lora_" in n or "emollm_projectors" in n for n in changed), changed
+    if projector:
+        assert any("emollm_projectors" in n for n in changed)  # the pseudo-tokens were in the graph
+    logged = trainer.state.log_history[0]
+    assert "rewards/n_letters/mean" in logged and 0.0 <= logged["parse_failure_rate"] <= 1.0
+
+
+def test_rows_carry_prompt_label_set_and_frames(tiny_tokenizer):
+    lm = make_lm(tiny_tokenizer, projector="linear")
+    reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
+    rows = build_grpo_examples(utterances(2), reasoner, features={"audio": frames(2)})
+    assert set(rows[0]) == {"id", "prompt", "label", "label_set", "audio_features"}
+    assert "<|audio|>" in rows[0]["prompt"] and rows[1]["label"] == "sad"
+    assert rows[0]["label_set"] == ["happy", "sad"] and len(rows[1]["audio_features"]) == 6
+    voted = utterances(2)
+    voted[0].label_distribution = {"happy": 0.5, "sad": 0.5}
+    rows = build_grpo_examples(voted, reasoner, features={"audio": frames(2)})
+    assert [r["label_distribution"] for r in rows] == [{"happy": 0.5, "sad": 0.5}, {"happy": 0.0, "sad": 1.0}]
+
+
+def loss_inputs(tokenizer, seed=0, batch=4):
+    """A hand-made GRPO batch: left-padded prompts, right-padded completions, random advantages."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [
+        tokenizer(f"<|im_start|>user\nhow {'is ' * i}this?<|im_end|>\n")["input_ids"] for i in range(batch)
+    ]
+    width = max(map(len, prompts))
+    prompt_ids = torch.full((batch, width), tokenizer.pad_token_id)
+    prompt_mask = torch.zeros(batch, width, dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        prompt_ids[i, width - len(ids) :], prompt_mask[i, width - len(ids) :] = torch.tensor(ids), 1
+    completion_ids = torch.randint(0, 200, (batch, 6), generator=g)
+    completion_mask = torch.ones(batch, 6, dtype=torch.long)
+    completion_mask[0, 4:] = 0
+    return {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": torch.randn(batch, generator=g),
+        "num_items_in_batch": completion_mask.sum(),
+    }
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_without_audio_the_loss_and_gradients_equal_grpotrainer(tiny_tokenizer, tmp_path, beta):
+    losses, grads = [], []
+    for cls in (GRPOTrainer, EmotionGRPOTrainer):
+        lm = make_lm(tiny_tokenizer)  # same seed: same weights
+        trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path / cls.__name__, cls=cls, beta=beta)
+        inputs = loss_inputs(tiny_tokenizer)
+        if beta:
+            with torch.no_grad():  # the reference log-probs, from the same (untrained) weights
+                ref, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+                    trainer,
+                    trainer.model,
+                    torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
+                    torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1),
+                    6,
+                )
+            inputs["ref_per_token_logps"] = ref + 0.05  # a non-zero KL
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # set by train(); the loss reads it
+        loss = trainer._compute_loss(trainer.model, inputs)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+    assert losses[0] != 0
+    torch.testing.assert_close(losses[1], losses[0])
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name])
+
+
+def test_without_audio_greedy_generation_equals_grpotrainer(tiny_tokenizer, tmp_path):
+    prompts = [
+        tiny_tokenizer(f"<|im_start|>user\nsay {w}<|im_end|>\n")["input_ids"] for w in ("a", "bcd", "ef")
+    ]
+    outputs = []
+    for cls in (GRPOTrainer, EmotionGRPOTrainer):
+        lm = make_lm(tiny_tokenizer)
+        trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path / cls.__name__, cls=cls)
+        trainer.generation_config.do_sample = False
+        outputs.append(trainer._generate_single_turn(prompts, None, {}, 1)[0])
+    assert outputs[1] == outputs[0]
+    assert all(len(c) >= 1 for c in outputs[0])
+
+
+def test_audio_frames_condition_the_policy(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer, projector="mlp")
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path)
+    prompt = tiny_tokenizer("<|im_start|>user\nhear: ")["input_ids"] + [PSEUDO_TOKEN_ID] * 3
+    inputs = {
+        "prompt_ids": torch.tensor([prompt, prompt]),
+        "prompt_mask": torch.ones(2, len(prompt), dtype=torch.long),
+        "completion_ids": torch.tensor([[5, 6, 7], [5, 6, 7]]),
+        "completion_mask": torch.ones(2, 3, dtype=torch.long),
+        "advantages": torch.tensor([1.0, 1.0]),
+        "num_items_in_batch": torch.tensor(6),
+        "audio_mask": torch.ones(2, 4, dtype=torch.bool),
+    }
+    g = torch.Generator().manual_seed(1)
+    same = torch.randn(1, 4, FRAME_DIM, generator=g).repeat(2, 1, 1)
+    other = torch.cat([same[:1], torch.randn(1, 4, FRAME_DIM, generator=g)])
+    logps = []
+    for audio in (same, other):
+        trainer._frames = {"audio_features": audio, "audio_mask": inputs["audio_mask"]}
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+        with torch.no_grad():
+            logps.append(trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 3)[0])
+    assert torch.equal(logps[0][0], logps[0][1])  # same frames, same log-probs
+    assert not torch.allclose(logps[1][0], logps[1][1])  # other frames, other log-probs
+    trainer._frames = None
+    with pytest.raises(RuntimeError, match="without their frames"):
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 3)
+    inputs.update(audio_features=other)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    trainer._compute_loss(trainer.model, inputs).backward()
+    projector_grads = [p.grad for n, p in trainer.model.named_parameters() if "emollm_projectors" in n]
+    assert any(g is not None and g.abs().sum() > 0 for g in projector_grads)
+
+
+def test_checkpoints_restore_the_trained_lora_and_projector(tiny_tokenizer, tmp_path, monkeypatch):
+    lm = make_lm(tiny_tokenizer, projector="linear")
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+    start = snapshot(trainer.model)
+    trainer.train()
+    assert (tmp_path / "out" / "checkpoint-2" / PROJECTORS_NAME).is_file()
+    trainer.save_model(str(tmp_path / "final"))
+
+    def fake_base(name, dtype=None, device=None, quantization_config=None):  # the same random weights
+        return build_tiny_llama(len(tiny_tokenizer), seed=0), tiny_tokenizer
+
+    monkeypatch.setattr("emollm.modeling.base.load_base_model", fake_base)
+    restored = load_checkpoint(tmp_path / "final", trainable=True)  # e.g. GRPO continued from here
+    trained = dict(trainer.model.named_parameters())
+    names = [n for n in trained if "lora_" in n or "emollm_projectors" in n]
+    assert any(not torch.equal(start[n], trained[n]) for n in names)
+    for name, param in restored.model.named_parameters():
+        if name in names:
+            torch.testing.assert_close(param, trained[name])
+            assert param.requires_grad

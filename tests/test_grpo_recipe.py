@@ -1,0 +1,181 @@
+"""recipes/grpo.py: every config parses and is documented; both routes run 2 steps on the tiny model (from a
+base model and from an SFT checkpoint), evaluate before and after, in-domain and cross-domain; bad configs
+fail with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from recipe_fixtures import (
+    CONFIGS,
+    GRPO_CONFIGS,
+    REPO,
+    load_recipe,
+    save_tiny_model,
+    smoke_overrides,
+    write_speech_manifest,
+)
+
+from emollm.errors import ConfigError
+
+IDS = [str(p.relative_to(REPO / "recipes" / "configs")) for p in GRPO_CONFIGS]
+TINY = ["--num_generations", "2", "--max_completion_length", "8", "--logging_steps", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def recipe_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOLLM_CACHE", str(tmp_path_factory.mktemp("emollm_cache")))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="module")
+def speech_manifest(tmp_path_factory):
+    return write_speech_manifest(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_recipe("grpo")
+
+
+def parse(recipe, config, *overrides):
+    return recipe.make_parser().parse_args_and_config(args=["--config", str(config), *map(str, overrides)])
+
+
+def config_named(name):
+    return GRPO_CONFIGS[IDS.index(name)]
+
+
+def test_there_is_a_config_per_route_and_dataset():
+    assert {"ravdess/grpo_text.yaml", "ravdess/grpo_tokens.yaml", "meld/grpo.yaml"} <= set(IDS)
+
+
+@pytest.mark.parametrize("config", GRPO_CONFIGS, ids=IDS)
+def test_config_parses_to_its_yaml_and_is_documented(recipe, config):
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    parsed = parse(recipe, config)
+    for key, value in written.items():
+        holders = [obj for obj in parsed if hasattr(obj, key)]
+        assert holders, f"{config.name}: {key!r} is no field of the recipe's arguments"
+        for obj in holders:
+            got = getattr(obj, key)
+            got = getattr(got, "value", got)
+            if key == "report_to" and value == "none":
+                assert got in ([], "none", ["none"]), (key, got)
+            else:
+                assert got == value, (
+                    f"{config.name}: {type(obj).__name__}.{key} is {got!r}, the YAML says {value!r}"
+                )
+    relative = config.relative_to(REPO).as_posix()
+    lines = config.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"# python recipes/grpo.py --config {relative}"
+    start = written["model_name_or_path"]
+    assert any(line.startswith("# Start: python recipes/sft.py") and start in line for line in lines)
+    docs = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
+
+
+def test_unknown_reward_fails_before_anything_loads(recipe):
+    args = parse(recipe, config_named("ravdess/grpo_text.yaml"), "--rewards", "format", "acuracy")
+    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['acuracy'\]; valid names: format, label"):
+        recipe.main(*args)
+    args = parse(recipe, config_named("ravdess/grpo_text.yaml"), "--reward_weights", "1.0")
+    with pytest.raises(ConfigError, match="reward_weights has 1 values for 2 rewards"):
+        recipe.main(*args)
+
+
+def grpo_run(recipe, config, model, manifest, out, *extra):
+    overrides = [
+        *smoke_overrides(manifest, model, out),
+        *TINY,
+        "--cross_dataset", f"manifest:{manifest}",
+        "--cross_split", "test",
+        *extra,
+    ]  # fmt: skip
+    args = parse(recipe, config, *overrides)
+    recipe.main(*args)
+    return json.loads((out / "grpo_summary.json").read_text())
+
+
+def test_text_route_from_a_base_model(recipe, tiny_model_dir, speech_manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = grpo_run(recipe, config_named("ravdess/grpo_text.yaml"), tiny_model_dir, speech_manifest, out)
+    manifest = f"manifest:{speech_manifest}"
+    assert set(summary["evaluations"]) == {
+        f"{when}/{manifest}-{split}" for when in ("before", "after") for split in ("dev", "test")
+    }
+    after = summary["evaluations"][f"after/{manifest}-dev"]
+    assert after["n"] == 4 and 0.0 <= after["parse_failure_rate"] <= 1.0 and after["note"] == "in-domain"
+    assert summary["evaluations"][f"after/{manifest}-test"]["note"] == "cross-domain"
+    predictions = (out / f"eval-after-{manifest}-dev" / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 4
+    saved = json.loads((out / "emollm_config.json").read_text())
+    assert saved["adapters"] == [] and saved["reasoner"]["strategy"] == "acoustic"
+    assert saved["reasoner"]["prosody"] is True
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert any("parse_failure_rate" in entry for entry in state["log_history"])
+    assert any("rewards/format_reward/mean" in entry for entry in state["log_history"])
+    assert "| evaluation | when |" in capsys.readouterr().out
+    from emollm.api import EmotionReasoner
+
+    reasoner = EmotionReasoner.from_pretrained(str(out))  # answers with the rationale it was trained to write
+    assert (reasoner.mode, reasoner.strategy, reasoner.max_new_tokens) == ("generate", "acoustic", 8)
+
+
+def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech_manifest, tmp_path):
+    from safetensors.torch import load_file
+
+    sft = load_recipe("sft")
+    sft_config = CONFIGS[[p.name for p in CONFIGS].index("sft_tokens.yaml")]
+    start = tmp_path / "sft"
+    sft_args = sft.make_parser().parse_args_and_config(
+        args=[
+            "--config", str(sft_config),
+            *smoke_overrides(speech_manifest, tiny_model_dir, start),
+            "--strategy", "acoustic", "--target", "reasoning", "--max_length", "2048",
+        ]
+    )  # fmt: skip
+    sft_args[0].eval_split = None
+    sft.main(*sft_args)
+
+    out = tmp_path / "grpo"
+    config = config_named("ravdess/grpo_tokens.yaml")
+    summary = grpo_run(recipe, config, start, speech_manifest, out, "--model_name_or_path", str(start))
+    assert summary["start"] == str(start)
+    assert {key.split("/")[0] for key in summary["evaluations"]} == {"before", "after"}
+    saved = json.loads((out / "emollm_config.json").read_text())
+    assert saved["base_model"] == str(tiny_model_dir)  # the SFT checkpoint's base, not the checkpoint
+    assert saved["adapters"][0]["projector"] == "mlp"
+    assert set(load_file(out / "projectors.safetensors")) == set(load_file(start / "projectors.safetensors"))
+
+    # the route must match the checkpoint
+    args = parse(
+        recipe, config, *smoke_overrides(speech_manifest, start, tmp_path / "x"), *TINY, "--route", "text"
+    )
+    with pytest.raises(ConfigError, match="does not match the checkpoint"):
+        recipe.main(*args)
+
+
+def test_a_template_without_tags_is_refused_with_the_format_reward(
+    recipe, tiny_model_dir, speech_manifest, tmp_path
+):
+    args = parse(
+        recipe,
+        config_named("ravdess/grpo_text.yaml"),
+        *smoke_overrides(speech_manifest, tiny_model_dir, tmp_path / "run"),
+        *TINY,
+        "--strategy",
+        "minimal",
+    )
+    with pytest.raises(ConfigError, match="does not ask for <think>/<answer>"):
+        recipe.main(*args)
