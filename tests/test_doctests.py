@@ -15,6 +15,7 @@ MODULES = [
     "emollm.training.collators",
     "emollm.training.sft",
     "emollm.training.rewards",
+    "emollm.training.grpo",
 ]
 
 

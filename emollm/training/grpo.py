@@ -68,6 +68,31 @@ def build_grpo_examples(
     return rows
 
 
+def completion_logps(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float, compute_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probabilities (and entropies) of the completion, as TRL's fused LM head gives them.
+
+    Args:
+        logits: ``(B, C + 1, V)``, the last C + 1 positions (position t predicts token t + 1).
+        labels: ``(B, C)`` completion ids, -100 at padding (whose values come out 0).
+        temperature: The sampling temperature the logits are divided by.
+        compute_entropy: Also return the entropy of each position's distribution.
+
+    >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens
+    >>> logps, entropy = completion_logps(logits, torch.tensor([[2, -100]]), 1.0, True)
+    >>> [round(x, 4) for x in logps[0].tolist()], [round(x, 4) for x in entropy[0].tolist()]
+    ([-1.3863, 0.0], [1.3863, 0.0])
+    """
+    log_probs = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
+    valid = labels != -100
+    token_logps = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
+    if not compute_entropy:
+        return token_logps, None
+    entropy = (-(log_probs.exp() * log_probs).sum(-1)).masked_fill(~valid, 0.0)
+    return token_logps, entropy
+
+
 class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
     """TRL's ``GRPOTrainer`` whose policy reads ``inputs_embeds`` with audio pseudo-tokens.
 
@@ -77,7 +102,9 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
 
     - ``_tokenize_prompts``: each placeholder becomes K slots of ``PSEUDO_TOKEN_ID`` (as in SFT);
     - ``_generate_single_turn``: samples from ``inputs_embeds`` (projector vectors at the slots);
-    - ``_get_per_token_logps_and_entropies``: the same for the policy's and reference's log-probabilities;
+    - ``_get_per_token_logps_and_entropies``: the same for the policy's and reference's log-probabilities
+      (on CUDA through TRL's fused LM head; elsewhere, where that kernel scores every prompt position too,
+      from the completion's logits only, see :func:`completion_logps`);
     - ``_generate_and_score_completions`` / ``_compute_loss``: carry each row's encoder frames with it
       through TRL's shuffling and splitting, so the right frames meet the right completions. They also log
       ``parse_failure_rate`` (completions that name no label) and ``generate_seconds``.
@@ -178,10 +205,18 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             embeds = build_inputs_embeds(unwrapped_model, input_ids, self._features(slice(None)), text_mask)
-            # from inputs_embeds alone, generate returns the new tokens only
-            completion_ids = unwrapped_model.generate(
-                inputs_embeds=embeds, attention_mask=attention_mask, generation_config=self.generation_config
-            )
+            # Sample in eval mode: no dropout calls (TRL's disable_dropout, on by default, zeroes them
+            # anyway; on a CPU the calls cost ~8% of a step). From inputs_embeds, generate returns new tokens.
+            was_training = unwrapped_model.training
+            unwrapped_model.eval()
+            try:
+                completion_ids = unwrapped_model.generate(
+                    inputs_embeds=embeds,
+                    attention_mask=attention_mask,
+                    generation_config=self.generation_config,
+                )
+            finally:
+                unwrapped_model.train(was_training)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["generate_seconds"].append(time.perf_counter() - start)
         # keep each completion up to and including its first EOS
@@ -218,12 +253,22 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
             labels[:, :-logits_to_keep] = -100
             extra = {"output_router_logits": True} if compute_aux_loss else {}
             with self.accelerator.autocast():
-                outputs = model(
-                    inputs_embeds=embeds, attention_mask=mask, labels=labels, fused_lm_head=True, **extra
-                )
-            logps.append(outputs.log_probs[:, -logits_to_keep:])
+                if embeds.device.type == "cuda":  # TRL's chunked LM-head kernel scores the completion only
+                    outputs = model(
+                        inputs_embeds=embeds, attention_mask=mask, labels=labels, fused_lm_head=True, **extra
+                    )
+                    logps.append(outputs.log_probs[:, -logits_to_keep:])
+                    entropy = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
+                else:  # elsewhere that kernel scores every prompt position too: ~5x the head's work here
+                    outputs = model(
+                        inputs_embeds=embeds, attention_mask=mask, logits_to_keep=logits_to_keep + 1, **extra
+                    )
+                    token_logps, entropy = completion_logps(
+                        outputs.logits, labels[:, -logits_to_keep:], self.temperature, compute_entropy
+                    )
+                    logps.append(token_logps)
             if compute_entropy:
-                entropies.append(outputs.entropy[:, -logits_to_keep:])
+                entropies.append(entropy)
             if compute_aux_loss:
                 aux_losses.append(outputs.aux_loss)
         return (
