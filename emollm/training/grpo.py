@@ -8,7 +8,7 @@ The recipe (``recipes/grpo.py``) reads top to bottom; the pieces it uses live he
 - :class:`EmotionGRPOTrainer`: TRL's ``GRPOTrainer`` where the policy always reads ``inputs_embeds`` built
   by :func:`~emollm.modeling.emotion_lm.build_inputs_embeds`, in generation and in the log-probabilities of
   the loss, so the projector's pseudo-tokens condition the policy and the projector keeps training. The
-  override surface is four methods of ``GRPOTrainer`` (see the class), all on the same injection path as
+  override surface is six methods of ``GRPOTrainer`` (see the class), all on the same injection path as
   SFT and inference. Without adapters the embeddings are the token embeddings, and the loss equals
   ``GRPOTrainer``'s (``tests/test_grpo.py`` checks it).
 
