@@ -27,7 +27,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
@@ -98,15 +100,21 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         raise ConfigError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} rewards")
     training_args.remove_unused_columns = False  # the rewards read label/label_set, the trainer the frames
 
+    set_seed(training_args.seed)  # before any projector is initialised
+
     # 2. Data
     labels, train = training_utterances(script_args, training_args.seed)
 
     # 3. Model: an SFT checkpoint (LoRA and projectors stay trainable) or a base model with a fresh LoRA
     start = model_args.model_name_or_path
     tokens_route = script_args.route in ("tokens", "both")
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else None
+    quantization = get_quantization_config(model_args)
     if is_checkpoint(start):
-        lm = load_checkpoint(start, trainable=True)
+        lm = load_checkpoint(start, dtype=dtype, trainable=True, quantization_config=quantization)
         base_model, adapters, model = lm.checkpoint_config["base_model"], list(lm.adapters), lm.model
+        if not lm.checkpoint_config.get("lora"):
+            model = None  # a projector-only checkpoint: LoRA (if use_peft) is added and the LLM frozen below
         if bool(adapters) != tokens_route:
             raise ConfigError(
                 f"route {script_args.route!r} does not match the checkpoint {start}, which has "
@@ -122,11 +130,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
                     "audio", adapter_args.encoder, adapter_args.projector, adapter_args.num_tokens, settings
                 )
             ]
-        base, tokenizer = load_base_model(
-            start,
-            dtype=model_args.dtype if model_args.dtype not in (None, "auto") else None,
-            quantization_config=get_quantization_config(model_args),
-        )
+        base, tokenizer = load_base_model(start, dtype=dtype, quantization_config=quantization)
         encoders, projectors = build_adapters(adapters, base.get_input_embeddings().embedding_dim)
         lm = EmotionLM(
             base, tokenizer, name=start, encoders=encoders, projectors=projectors if adapters else None,
@@ -163,12 +167,16 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     evaluations = plan_evaluations(script_args, tokens_route)
     summary = {"start": start, "route": script_args.route, "rewards": script_args.rewards, "evaluations": {}}
     out = Path(training_args.output_dir)
-    if script_args.eval_before:
+    state = PartialState()  # under accelerate launch, one process evaluates while the others wait
+    if script_args.eval_before and state.is_main_process:
+        if quantization is None:
+            lm.model.to(state.device)
         lm.model.eval()
         for name, (data, split, note) in evaluations.items():
             summary["evaluations"][f"before/{name}"] = run_evaluation(
                 lm, script_args, training_args, data, split, out / f"eval-before-{name}", start, note
             )
+    state.wait_for_everyone()
 
     # 6. GRPO: the LoRA weights and projectors move; the frames of each row travel with it
     if model is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig, TrlParser, get_peft_config, get_quantization_config
 
@@ -100,6 +101,8 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         raise ConfigError(f"route must be one of {ROUTES}, got {script_args.route!r}")
     training_args.remove_unused_columns = False  # the collator needs the prompt, completion and frames
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}  # ... and tokenises them itself
+
+    set_seed(training_args.seed)  # before any projector is initialised
 
     # 1. Data
     labels, train = training_utterances(script_args, training_args.seed)

@@ -9,6 +9,7 @@ from test_sft import FRAME_DIM, LORA, frames, make_lm, utterances
 from trl import GRPOConfig, GRPOTrainer
 
 from emollm.api import EmotionReasoner
+from emollm.data import Utterance
 from emollm.errors import ConfigError
 from emollm.modeling.checkpoint import PROJECTORS_NAME, load_checkpoint
 from emollm.modeling.injection import PSEUDO_TOKEN_ID
@@ -82,15 +83,27 @@ def test_soft_label_reward_pays_the_annotators_share():
 
 
 def test_length_penalty_starts_past_max_words():
-    think = lambda n: "<think>" + "w " * n + "</think><answer>sad</answer>"  # noqa: E731
-    assert length_penalty([think(10), think(11), think(15), think(40)], max_words=10) == [
+    think = lambda n: "<think>" + "w " * n + "</think><answer>sad</answer>"  # noqa: E731 (n + 1 words)
+    assert length_penalty([think(9), think(10), think(14), think(40)], max_words=10) == [
         0.0,
         -0.1,
         -0.5,
         -1.0,
     ]
+    padded_answer = "<think>a</think><answer>" + "sad " * 30 + "</answer>"
+    assert length_penalty([padded_answer], max_words=10) == [-1.0]  # padding cannot hide in the answer
     with pytest.raises(ConfigError, match="max_words"):
         length_penalty(["a"], max_words=0)
+
+
+def test_label_reward_ignores_a_cut_off_rationale_and_keeps_merges():
+    cut_off = "<think>The voice sounds angry because"
+    assert label_reward([cut_off, "<think>x</think> angry"], label=["angry", "angry"]) == [0.0, 1.0]
+    # iemocap4 folds excited into happy: by name, the set keeps its merges
+    assert label_reward(["<answer>excited</answer>"], label=["happy"], label_set=["iemocap4"]) == [1.0]
+    # one list of labels for all rows (a direct call), not one set name per row
+    two = ["<answer>sad</answer>", "<answer>sad</answer>"]
+    assert label_reward(two, label=["sad", "happy"], label_set=["happy", "sad"]) == [1.0, 0.0]
 
 
 def test_unknown_reward_name_lists_the_valid_ones():
@@ -178,6 +191,9 @@ def test_rows_carry_prompt_label_set_and_frames(tiny_tokenizer):
     assert set(rows[0]) == {"id", "prompt", "label", "label_set", "audio_features"}
     assert "<|audio|>" in rows[0]["prompt"] and rows[1]["label"] == "sad"
     assert rows[0]["label_set"] == ["happy", "sad"] and len(rows[1]["audio_features"]) == 6
+    named = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="generate")
+    one = build_grpo_examples(utterances(1), named, features={"audio": frames(1)})
+    assert one[0]["label_set"] == "iemocap4"  # a registered set by name: the rewards keep its merges
     voted = utterances(2)
     voted[0].label_distribution = {"happy": 0.5, "sad": 0.5}
     rows = build_grpo_examples(voted, reasoner, features={"audio": frames(2)})
@@ -304,7 +320,73 @@ def test_checkpoints_restore_the_trained_lora_and_projector(tiny_tokenizer, tmp_
     trained = dict(trainer.model.named_parameters())
     names = [n for n in trained if "lora_" in n or "emollm_projectors" in n]
     assert any(not torch.equal(start[n], trained[n]) for n in names)
+    compared = 0
     for name, param in restored.model.named_parameters():
         if name in names:
             torch.testing.assert_close(param, trained[name])
             assert param.requires_grad
+            compared += 1
+    assert compared == len(names)  # every LoRA and projector tensor was found under the same name
+
+
+def test_each_row_meets_its_own_frames_through_buffering(tiny_tokenizer, tmp_path, monkeypatch):
+    """Frames filled with their utterance's number must reach the model next to that utterance's prompt,
+    in sampling and in the loss, through TRL's shuffling and splitting (2 steps per generation)."""
+    import emollm.training.grpo as grpo
+
+    lm = make_lm(tiny_tokenizer, projector="linear")
+    reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
+    utts = [Utterance(id=f"u{i}", transcript=f"number {i}", label="happy") for i in range(8)]
+    feats = {"audio": {f"u{i}": torch.full((3 + i, FRAME_DIM), float(i)) for i in range(8)}}
+    rows = build_grpo_examples(utts, reasoner, features=feats)
+    seen = []
+    real = grpo.build_inputs_embeds
+
+    def spy(model, input_ids, features, text_mask):
+        frames_, mask = features["audio"]
+        for ids, f, m in zip(input_ids, frames_, mask, strict=True):
+            text = tiny_tokenizer.decode([t for t in ids.tolist() if t >= 0], skip_special_tokens=True)
+            number = int(text.split("number ")[1][0])
+            seen.append((number, f[m].unique().tolist(), int(m.sum())))
+        return real(model, input_ids, features, text_mask)
+
+    monkeypatch.setattr(grpo, "build_inputs_embeds", spy)
+    args = grpo_args(
+        tmp_path, max_steps=2, per_device_train_batch_size=4, num_generations=2, steps_per_generation=2
+    )
+    trainer = EmotionGRPOTrainer(
+        model=prepare_for_training(lm.model, LoraConfig(**LORA)),
+        reward_funcs=[n_letters],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tiny_tokenizer,
+        base_model="tiny",
+        adapters=lm.adapters,
+    )
+    trainer.train()
+    assert len(seen) >= 16  # 8 rows sampled once, then 2 loss batches of 4
+    for number, values, length in seen:
+        assert values == [float(number)] and length == 3 + number
+
+
+def test_sampling_stops_at_eos_like_grpotrainer(tiny_tokenizer, tmp_path):
+    prompts = [tiny_tokenizer(f"<|im_start|>user\nsay {w}<|im_end|>\n")["input_ids"] for w in ("a", "bcd")]
+    free = grpo_trainer(make_lm(tiny_tokenizer), tiny_tokenizer, tmp_path / "free", cls=GRPOTrainer)
+    free.generation_config.do_sample = False
+    eos = free._generate_single_turn(prompts, None, {}, 1)[0][0][2]  # make row 0's third token the EOS
+    outputs = []
+    for cls in (GRPOTrainer, EmotionGRPOTrainer):
+        trainer = grpo_trainer(make_lm(tiny_tokenizer), tiny_tokenizer, tmp_path / cls.__name__, cls=cls)
+        trainer.generation_config.do_sample = False
+        trainer.generation_config.eos_token_id = eos
+        trainer.eos_token_ids = [eos]
+        outputs.append(trainer._generate_single_turn(prompts, None, {}, 1)[0])
+    assert outputs[1] == outputs[0]
+    assert len(outputs[0][0]) <= 3 and outputs[0][0][-1] == eos  # cut at (and keeping) the first EOS
+
+
+def test_a_kl_term_with_pseudo_tokens_trains_and_is_logged(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer, projector="mlp")
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path, beta=0.1)
+    trainer.train()
+    assert "kl" in trainer.state.log_history[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 from recipe_fixtures import (
     CONFIGS,
@@ -156,7 +157,10 @@ def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech
     saved = json.loads((out / "emollm_config.json").read_text())
     assert saved["base_model"] == str(tiny_model_dir)  # the SFT checkpoint's base, not the checkpoint
     assert saved["adapters"][0]["projector"] == "mlp"
-    assert set(load_file(out / "projectors.safetensors")) == set(load_file(start / "projectors.safetensors"))
+    trained, started = load_file(out / "projectors.safetensors"), load_file(start / "projectors.safetensors")
+    assert set(trained) == set(started)
+    for name, value in started.items():  # continued from the SFT projector (a fresh one would be far off)
+        torch.testing.assert_close(trained[name], value, atol=1e-3, rtol=0)
 
     # the route must match the checkpoint
     args = parse(
@@ -179,3 +183,34 @@ def test_a_template_without_tags_is_refused_with_the_format_reward(
     )
     with pytest.raises(ConfigError, match="does not ask for <think>/<answer>"):
         recipe.main(*args)
+
+
+def test_a_projector_only_checkpoint_gets_a_lora_and_a_frozen_llm(
+    recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
+):
+    sft = load_recipe("sft")
+    sft_config = CONFIGS[[p.name for p in CONFIGS].index("sft_tokens.yaml")]
+    start = tmp_path / "sft"
+    sft_args = sft.make_parser().parse_args_and_config(
+        args=[
+            "--config", str(sft_config), *smoke_overrides(speech_manifest, tiny_model_dir, start),
+            "--strategy", "acoustic", "--max_length", "2048", "--use_peft", "false",
+        ]
+    )  # fmt: skip
+    sft_args[0].eval_split = None
+    sft.main(*sft_args)
+    assert not json.loads((start / "emollm_config.json").read_text())["lora"]
+
+    trainable = []
+    real = recipe.EmotionGRPOTrainer
+
+    class Spy(real):
+        def __init__(self, *args, model, **kwargs):
+            trainable.extend(n for n, p in model.named_parameters() if p.requires_grad)
+            super().__init__(*args, model=model, **kwargs)
+
+    monkeypatch.setattr(recipe, "EmotionGRPOTrainer", Spy)
+    config = config_named("ravdess/grpo_tokens.yaml")
+    grpo_run(recipe, config, start, speech_manifest, tmp_path / "grpo", "--model_name_or_path", str(start))
+    assert any("lora_" in n for n in trainable) and any("emollm_projectors" in n for n in trainable)
+    assert all("lora_" in n or "emollm_projectors" in n for n in trainable), trainable

@@ -129,7 +129,13 @@ def load_projector_weights(projectors: torch.nn.ModuleDict, checkpoint_dir) -> N
 
 
 def load_checkpoint(
-    path, *, dtype=None, device: str | None = None, trainable: bool = False, merge: bool = True
+    path,
+    *,
+    dtype=None,
+    device: str | None = None,
+    trainable: bool = False,
+    merge: bool = True,
+    quantization_config=None,
 ):
     """Rebuild the :class:`~emollm.modeling.EmotionLM` saved in checkpoint folder ``path``.
 
@@ -139,6 +145,7 @@ def load_checkpoint(
         device: Device to load onto.
         trainable: Keep the LoRA weights and projectors trainable (to continue training, e.g. GRPO after SFT).
         merge: For inference, merge the LoRA weights into the base model (faster, same outputs).
+        quantization_config: Load the base model quantized (e.g. 4-bit, to continue with QLoRA).
 
     Returns:
         An ``EmotionLM`` whose ``checkpoint_config`` attribute holds the parsed ``emollm_config.json``.
@@ -148,7 +155,9 @@ def load_checkpoint(
 
     folder = Path(path).expanduser()
     config = read_checkpoint_config(folder)
-    model, tokenizer = load_base_model(config["base_model"], dtype=dtype, device=device)
+    model, tokenizer = load_base_model(
+        config["base_model"], dtype=dtype, device=device, quantization_config=quantization_config
+    )
     if config.get("lora"):
         from peft import PeftModel
 

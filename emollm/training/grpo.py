@@ -26,7 +26,9 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from emollm.errors import ConfigError
+from emollm.labels import LABEL_SETS
 from emollm.modeling.emotion_lm import build_inputs_embeds
+from emollm.modeling.emotion_lm import unwrap_model as unwrap
 from emollm.modeling.encoders import pad_features
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
 from emollm.parsing import parse_completion
@@ -56,7 +58,9 @@ def build_grpo_examples(
         ConfigError: an utterance without a label, or without frames for an adapted modality.
     """
     rows = build_examples(utterances, reasoner, target="label", prosody=prosody, features=features)
-    label_set = list(reasoner.labels.labels)
+    labels = reasoner.labels
+    # a registered set by name, so the rewards keep its merges (iemocap4: "excited" counts as happy)
+    label_set = labels.name if LABEL_SETS.get(labels.name) == labels else list(labels.labels)
     votes = any(getattr(u, "label_distribution", None) for u in utterances)
     for row, utt in zip(rows, utterances, strict=True):
         del row["completion"]  # GRPO samples its own
@@ -64,7 +68,7 @@ def build_grpo_examples(
         if votes:
             # a fixed key set per row (Arrow stores dicts as structs): the label set, 0.0 where no vote
             given = utt.label_distribution or {utt.label: 1.0}
-            row["label_distribution"] = {label: float(given.get(label, 0.0)) for label in label_set}
+            row["label_distribution"] = {label: float(given.get(label, 0.0)) for label in labels.labels}
     return rows
 
 
@@ -126,8 +130,8 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
             )
         if self.num_tokens and self.ref_model is not None:
             raise ConfigError(
-                "audio pseudo-tokens with beta > 0 need a LoRA model (the reference is the model with its "
-                "starting adapter); a separate reference model has no projector"
+                "audio pseudo-tokens with beta > 0 need a LoRA model: the reference is then the model with "
+                "its starting adapter (and the shared projector); a separate reference model has no projector"
             )
         self._frames: dict[str, torch.Tensor] | None = None  # the frames of the rows being processed
 
@@ -263,8 +267,14 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
                     outputs = model(
                         inputs_embeds=embeds, attention_mask=mask, logits_to_keep=logits_to_keep + 1, **extra
                     )
+                    logits = outputs.logits[:, -(logits_to_keep + 1) :]
+                    if logits.size(1) != logits_to_keep + 1:
+                        raise ConfigError(
+                            f"{type(unwrap(model)).__name__} returned {logits.size(1)} logit positions for "
+                            f"logits_to_keep={logits_to_keep + 1}; it needs a forward with logits_to_keep"
+                        )
                     token_logps, entropy = completion_logps(
-                        outputs.logits, labels[:, -logits_to_keep:], self.temperature, compute_entropy
+                        logits, labels[:, -logits_to_keep:], self.temperature, compute_entropy
                     )
                     logps.append(token_logps)
             if compute_entropy:

@@ -9,10 +9,11 @@ TRL calls every reward function as ``fn(prompts=..., completions=..., completion
 - :func:`label_reward`: 1 when the answer names the gold label, else 0. The answer is read by
   :func:`emollm.parsing.parse_completion` and compared after :func:`emollm.labels.normalize_label`, so
   "Angry", "anger" and "furious" all match ``angry`` (R1-Omni compares exact strings, which punishes a right
-  answer in the wrong spelling). A completion that names no label gets 0.
+  answer in the wrong spelling). A completion that names no label gets 0, and so does one cut off inside its
+  ``<think>`` (emotions named while reasoning are not an answer).
 - :func:`soft_label_reward`: the gold distribution's mass on the predicted label (for corpora with annotator
   votes, e.g. IEMOCAP or MSP-Podcast); rows without a distribution fall back to :func:`label_reward`.
-- :func:`length_penalty`: 0 up to ``max_words`` words of rationale, then down linearly to -1 at twice that,
+- :func:`length_penalty`: 0 up to ``max_words`` words, then down linearly to -1 at twice that,
   against long, repetitive rationales that pad their way to the format reward.
 
 Rewards are chosen by name in a recipe config (``rewards: [format, label]``, weights in ``reward_weights``)
@@ -25,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from emollm.errors import ConfigError
-from emollm.labels import normalize_label
+from emollm.labels import LABEL_SETS, normalize_label
 from emollm.parsing import parse_completion
 
 _FORMAT = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL | re.IGNORECASE)
@@ -50,6 +51,19 @@ def _per_row(value, n: int) -> list:
     """A column value per completion: TRL passes lists; a single value (direct calls) is repeated."""
     if isinstance(value, list) and len(value) == n:
         return value
+    return [value] * n
+
+
+def _label_sets(value, n: int) -> list:
+    """The ``label_set`` of each completion: a per-row list (TRL), or one set for all (direct calls).
+
+    One set is a name (``"ravdess8"``), a :class:`~emollm.labels.LabelSet` or a list of labels; a list of n
+    strings that are not all set names is one list of labels, not n names.
+    """
+    if isinstance(value, list) and len(value) == n:
+        names = all(isinstance(v, str) for v in value)
+        if not names or all(v in LABEL_SETS for v in value):
+            return value
     return [value] * n
 
 
@@ -83,7 +97,7 @@ def label_reward(completions: Sequence, label: Sequence[str] | str, **kwargs) ->
     [1.0, 1.0, 0.0, 0.0]
     """
     n = len(completions)
-    sets = _per_row(kwargs.get("label_set"), n)
+    sets = _label_sets(kwargs.get("label_set"), n)
     rewards = []
     for completion, gold, label_set in zip(completions, _per_row(label, n), sets, strict=True):
         predicted = _predicted(completion, label_set)
@@ -106,7 +120,7 @@ def soft_label_reward(
     [0.75, 0.25, 0.0]
     """
     n = len(completions)
-    sets = _per_row(kwargs.get("label_set"), n)
+    sets = _label_sets(kwargs.get("label_set"), n)
     distributions = _per_row(label_distribution, n)
     golds = _per_row(label, n)
     rewards = []
@@ -129,9 +143,10 @@ def soft_label_reward(
 
 
 def length_penalty(completions: Sequence, max_words: int = LENGTH_MAX_WORDS, **kwargs) -> list[float]:
-    """0 up to ``max_words`` words of rationale, falling linearly to -1.0 at ``2 * max_words`` and beyond.
+    """0 up to ``max_words`` words, falling linearly to -1.0 at ``2 * max_words`` and beyond.
 
-    The rationale is the ``<think>`` text, or the whole completion when there is none.
+    Words are counted over the whole completion with its tags removed (rationale and answer alike, so
+    padding cannot hide inside ``<answer>``).
 
     >>> short = "<think>" + "word " * 30 + "</think><answer>sad</answer>"
     >>> length_penalty([short, "word " * 90, "word " * 500])
@@ -141,15 +156,22 @@ def length_penalty(completions: Sequence, max_words: int = LENGTH_MAX_WORDS, **k
         raise ConfigError(f"max_words must be >= 1, got {max_words}")
     rewards = []
     for completion in completions:
-        text = completion_text(completion)
-        match = re.search(r"<think>(.*?)</think>", text, re.DOTALL | re.IGNORECASE)
-        words = len((match.group(1) if match else text).split())
+        words = len(_TAG.sub(" ", completion_text(completion)).split())
         rewards.append(-min(1.0, (words - max_words) / max_words) if words > max_words else 0.0)
     return rewards
 
 
 def _predicted(completion, label_set) -> str | None:
-    return parse_completion(completion_text(completion), label_set).label
+    """The answered label, or None.
+
+    None also when the rationale was opened but never closed: a cut-off completion names emotions while
+    reasoning, and those are not its answer.
+    """
+    text = completion_text(completion)
+    lowered = text.lower()
+    if "<think>" in lowered and "</think>" not in lowered and "<answer>" not in lowered:
+        return None
+    return parse_completion(text, label_set).label
 
 
 REWARDS = {
