@@ -269,7 +269,8 @@ class EmotionReasoner:
         """Encoder frames for each item, one dict modality -> ``(T, D)`` tensor (adapter models only).
 
         An item's ``audio`` feeds the audio adapter, its ``video`` (a frame folder, video file or image
-        list) the video adapter.
+        list) the video adapter. An adapter that normalises frames per speaker uses the checkpoint's
+        statistics of the item's ``speaker`` (the training corpus's for a speaker it has not heard).
         """
         per_item: list[dict] = [{} for _ in rows]
         for modality in self.lm.modalities:
@@ -280,7 +281,8 @@ class EmotionReasoner:
                     f"this model hears {modality} through its adapter, but item(s) {missing[:5]} have no "
                     f"{modality}; give {modality}= for every item"
                 )
-            for item, frames in zip(per_item, self.lm.encode(modality, inputs)):
+            speakers = [row.get("speaker") for row in rows]  # picks the speaker's frame statistics, if any
+            for item, frames in zip(per_item, self.lm.encode(modality, inputs, speakers)):
                 item[modality] = frames
         return per_item
 

@@ -34,7 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the SFT recipe's arguments and helpers
-from sft import ROUTES, AdapterArguments, finished, training_utterances  # noqa: E402
+from sft import ROUTES, AdapterArguments, check_resumable, finished, training_utterances  # noqa: E402
 
 from emollm.api import EmotionReasoner  # noqa: E402
 from emollm.data import load_corpus  # noqa: E402
@@ -127,8 +127,13 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
             settings = {"path": adapter_args.encoder_path} if adapter_args.encoder_path else {}
             adapters = [
                 AdapterSpec(
-                    "audio", adapter_args.encoder, adapter_args.projector, adapter_args.num_tokens, settings
-                )
+                    "audio",
+                    adapter_args.encoder,
+                    adapter_args.projector,
+                    adapter_args.num_tokens,
+                    settings,
+                    normalize=adapter_args.normalize,
+                )  # fmt: skip
             ]
         base, tokenizer = load_base_model(start, dtype=dtype, quantization_config=quantization)
         encoders, projectors = build_adapters(adapters, base.get_input_embeddings().embedding_dim)
@@ -159,6 +164,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     if reasoner.prosody:
         descriptions, _ = describe_utterances(reasoner, train, workers=script_args.workers)
     frames = encode_utterances(lm, train) if adapters else {}
+    frame_normalizers = dict(lm.frame_normalizers)  # the training speakers' (evaluations refit their own)
     features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
     rows = build_grpo_examples(train, reasoner, prosody=descriptions, features=features)
     logger.warning("example prompt:\n%s", rows[0]["prompt"])
@@ -190,6 +196,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         processing_class=lm.tokenizer,
         base_model=base_model,
         adapters=adapters,
+        frame_normalizers=frame_normalizers,
         reasoner_settings={
             "labels": list(labels.labels),
             "strategy": script_args.strategy,
@@ -201,6 +208,8 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         },
     )
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last:
+        check_resumable(last, adapters)
     if last and finished(last, training_args.max_steps):
         logger.warning("%s already holds the last step: not training again", last)
         trainer._load_from_checkpoint(last)

@@ -94,6 +94,12 @@ class AdapterArguments:
     )
     projector: str = field(default="mlp", metadata={"help": "linear, mlp, resampler or text_guided_mixer"})
     num_tokens: int = field(default=8, metadata={"help": "K pseudo-tokens that replace <|audio|>"})
+    normalize: str = field(
+        default="none",
+        metadata={
+            "help": "none, or speaker: z-score the encoder's frames per speaker (label-free statistics)"
+        },
+    )
 
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, adapter_args):
@@ -113,8 +119,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         settings = {"path": adapter_args.encoder_path} if adapter_args.encoder_path else {}
         adapters = [
             AdapterSpec(
-                "audio", adapter_args.encoder, adapter_args.projector, adapter_args.num_tokens, settings
-            )
+                "audio",
+                adapter_args.encoder,
+                adapter_args.projector,
+                adapter_args.num_tokens,
+                settings,
+                normalize=adapter_args.normalize,
+            )  # fmt: skip
         ]
     model, tokenizer = load_base_model(
         model_args.model_name_or_path,
@@ -145,7 +156,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     descriptions = {}
     if reasoner.prosody:
         descriptions, _ = describe_utterances(reasoner, train, workers=script_args.workers)
-    frames = encode_utterances(lm, train) if adapters else {}
+    frames = encode_utterances(lm, train) if adapters else {}  # fits per-speaker frame statistics, if asked
     features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
     examples = build_examples(
         train, reasoner, target=script_args.target, prosody=descriptions, features=features
@@ -173,8 +184,11 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         base_model=model_args.model_name_or_path,
         adapters=adapters,
         reasoner_settings=reasoner_settings,
+        frame_normalizers=dict(lm.frame_normalizers),  # the training speakers' (evaluation refits its own)
     )
     last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last:
+        check_resumable(last, adapters)
     if last and finished(last, training_args.max_steps):
         # transformers' Trainer would take one more step from a checkpoint at max_steps
         logger.warning("%s already holds the last step: not training again", last)
@@ -236,6 +250,23 @@ def finished(checkpoint: str, max_steps: int) -> bool:
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
     target = max_steps if max_steps > 0 else state.get("max_steps", 0)
     return target > 0 and state.get("global_step", 0) >= target
+
+
+def check_resumable(checkpoint: str, adapters) -> None:
+    """Refuse to resume ``checkpoint`` with other adapters than it was trained with (its weights won't fit).
+
+    Raises:
+        ConfigError: the route, encoder, projector, K or frame normalisation differs from the checkpoint's.
+    """
+    from emollm.modeling.checkpoint import read_checkpoint_config
+
+    saved = [AdapterSpec(**a).to_dict() for a in read_checkpoint_config(checkpoint)["adapters"]]
+    asked = [a.to_dict() for a in adapters]
+    if saved != asked:
+        raise ConfigError(
+            f"{checkpoint} was trained with adapters {saved or 'none'}, but this run asks for "
+            f"{asked or 'none'}; use another --output_dir, or the settings it was trained with"
+        )
 
 
 def make_parser(subparsers=None):

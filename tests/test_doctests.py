@@ -12,6 +12,7 @@ MODULES = [
     "emollm.evaluation.metrics",
     "emollm.modeling.injection",
     "emollm.modeling.projectors",
+    "emollm.modeling.frame_norm",
     "emollm.training.collators",
     "emollm.training.sft",
     "emollm.training.rewards",

@@ -64,6 +64,20 @@ def run(recipe, config, model, manifest, output_dir, *extra):
     return args
 
 
+def training_frame_statistics(manifest):
+    """Per-speaker ``prosody_frames`` statistics of the manifest's train rows, as a checkpoint stores them."""
+    from emollm.data import load_corpus
+    from emollm.modeling.base import cache_dir
+    from emollm.modeling.encoders import build_encoder, encode_cached
+    from emollm.modeling.frame_norm import FrameNormalizer
+
+    train = load_corpus(f"manifest:{manifest}", "train", labels="ravdess8")
+    frames = encode_cached(
+        build_encoder("prosody_frames"), [u.audio_path for u in train], cache_dir() / "features"
+    )
+    return FrameNormalizer.fit(frames, [u.speaker for u in train]).to_dict()
+
+
 # -- every config parses to what it says --------------------------------------------------------------------
 
 
@@ -128,11 +142,16 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
     assert saved["reasoner"]["prosody"] == (script.route in ("text", "both"))
     if tokens:
         (spec,) = saved["adapters"]
-        assert (spec["encoder"], spec["projector"], spec["num_tokens"]) == (
+        assert (spec["encoder"], spec["projector"], spec["num_tokens"], spec["normalize"]) == (
             adapter.encoder,
             adapter.projector,
             adapter.num_tokens,
+            adapter.normalize,
         )
+        if adapter.normalize == "speaker":  # the training clips' statistics, none of the evaluated clips'
+            assert saved["frame_normalizers"]["audio"] == training_frame_statistics(speech_manifest)
+        else:
+            assert saved["frame_normalizers"] == {}
     else:
         assert saved["adapters"] == []
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
@@ -181,6 +200,20 @@ def test_unknown_route_is_refused(recipe, capsys):
     script.route = "telepathy"  # main() checks too, for callers that skip the parser
     with pytest.raises(ConfigError, match="route must be one of"):
         recipe.main(script, training, model, adapter)
+
+
+def test_resuming_with_other_adapter_settings_is_refused(recipe, tiny_model_dir, speech_manifest, tmp_path):
+    config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
+    out = tmp_path / "run"
+    run(recipe, config, tiny_model_dir, speech_manifest, out, "--max_steps", "1")
+    saved = (out / "emollm_config.json").read_text()
+    with pytest.raises(
+        ConfigError, match="was trained with adapters .*'normalize': 'speaker'.* asks for .*'none'"
+    ):
+        run(recipe, config, tiny_model_dir, speech_manifest, out, "--normalize", "none")
+    with pytest.raises(ConfigError, match="asks for none; use another --output_dir"):
+        run(recipe, config, tiny_model_dir, speech_manifest, out, "--route", "text")
+    assert (out / "emollm_config.json").read_text() == saved  # the finished run is untouched
 
 
 def test_unknown_projector_is_refused(recipe, tiny_model_dir, speech_manifest, tmp_path):

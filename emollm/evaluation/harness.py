@@ -216,7 +216,9 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
             progress=progress,
         )
     features = (
-        encode_utterances(lm, todo, progress=progress) if getattr(lm, "modalities", ()) and todo else {}
+        encode_utterances(lm, utterances, todo=todo, progress=progress)
+        if getattr(lm, "modalities", ()) and todo
+        else {}
     )
 
     predictions_path = out / "predictions.jsonl"
@@ -379,8 +381,13 @@ def describe_utterances(
     return descriptions, notes
 
 
-def encode_utterances(lm, utterances, *, progress: bool = True) -> dict[str, dict]:
-    """Encoder frames of every adapted modality for each utterance, keyed by id (cached on disk).
+def encode_utterances(lm, utterances, *, todo=None, progress: bool = True) -> dict[str, dict]:
+    """Encoder frames of every adapted modality for ``todo`` (default: all ``utterances``), keyed by id.
+
+    Frames are cached on disk. Adapters with ``normalize="speaker"`` get their frames z-scored per speaker,
+    with statistics fitted here on all ``utterances`` (labels are never read; a resumed run fits the same)
+    and set on ``lm`` (:meth:`EmotionLM.fit_frame_normalizers`), as :func:`describe_utterances` does for
+    the prosody normaliser.
 
     Raises:
         DataError: an utterance without audio for a model that hears audio.
@@ -388,7 +395,8 @@ def encode_utterances(lm, utterances, *, progress: bool = True) -> dict[str, dic
     from emollm.modeling.base import cache_dir
     from emollm.modeling.encoders import encode_cached
 
-    out: dict[str, dict] = {u.id: {} for u in utterances}
+    wanted = {u.id for u in (utterances if todo is None else todo)}
+    out: dict[str, dict] = {u.id: {} for u in utterances if u.id in wanted}
     for modality in lm.modalities:
         if modality != "audio":
             raise ConfigError(f"the harness feeds audio adapters only; this model also has {modality!r}")
@@ -397,14 +405,19 @@ def encode_utterances(lm, utterances, *, progress: bool = True) -> dict[str, dic
             raise DataError(
                 f"{len(missing)} utterances have no audio file (e.g. {missing[0]}); the model needs it"
             )
+        # per-speaker statistics need every utterance's frames; otherwise only those asked for
+        needed = [u for u in utterances if u.id in wanted or lm.normalizes(modality)]
         frames = encode_cached(
             lm.encoders[modality],
-            [u.audio_path for u in utterances],
+            [u.audio_path for u in needed],
             cache_dir=cache_dir() / "features",
             progress=progress,
         )
-        for utt, item in zip(utterances, frames):
-            out[utt.id][modality] = item
+        speakers = [u.speaker for u in needed]
+        lm.fit_frame_normalizers({modality: frames}, speakers)
+        for utt, item in zip(needed, lm.normalize_frames(modality, frames, speakers)):
+            if utt.id in wanted:
+                out[utt.id][modality] = item
     return out
 
 

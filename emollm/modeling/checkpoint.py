@@ -68,6 +68,7 @@ def save_checkpoint(
     adapters: Sequence = (),
     reasoner: Mapping | None = None,
     save_lora: bool = True,
+    frame_normalizers: Mapping | None = None,
 ) -> Path:
     """Write ``model``'s trainable parts and the config that rebuilds it into ``output_dir``.
 
@@ -79,6 +80,8 @@ def save_checkpoint(
         adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list (or their dicts).
         reasoner: EmotionReasoner settings to restore (labels, strategy, prosody...), JSON-serialisable.
         save_lora: Also save the PEFT adapter (set False when the caller, e.g. ``Trainer``, already did).
+        frame_normalizers: modality -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` (or its dict)
+            fitted on the training clips, for adapters that normalise frames per speaker.
 
     Returns:
         The checkpoint folder.
@@ -105,6 +108,9 @@ def save_checkpoint(
         "lora": has_lora,
         "adapters": [a if isinstance(a, Mapping) else a.to_dict() for a in adapters],
         "reasoner": dict(reasoner or {}),
+        "frame_normalizers": {
+            m: n if isinstance(n, Mapping) else n.to_dict() for m, n in (frame_normalizers or {}).items()
+        },
     }
     write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return out
@@ -152,6 +158,7 @@ def load_checkpoint(
     """
     from emollm.modeling.base import load_base_model
     from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
+    from emollm.modeling.frame_norm import FrameNormalizer
 
     folder = Path(path).expanduser()
     config = read_checkpoint_config(folder)
@@ -176,6 +183,9 @@ def load_checkpoint(
         encoders=encoders,
         projectors=projectors if specs else None,
         adapters=specs,
+        frame_normalizers={
+            m: FrameNormalizer.from_dict(n) for m, n in config.get("frame_normalizers", {}).items()
+        },
     )
     lm.checkpoint_config = config
     return lm

@@ -51,6 +51,9 @@ class AdapterSpec:
         num_tokens: K, the number of pseudo-tokens that replace the placeholder.
         encoder_settings: Keyword arguments of the encoder (e.g. ``{"path": "/models/wavlm-base"}``).
         projector_settings: Extra keyword arguments of the projector (e.g. ``{"num_heads": 4}``).
+        normalize: ``"none"`` feeds the encoder's frames as they are; ``"speaker"`` z-scores them with their
+            speaker's statistics first (:mod:`emollm.modeling.frame_norm`), fitted label-free on the clips
+            being encoded and saved with the checkpoint for inference.
     """
 
     modality: str = "audio"
@@ -59,10 +62,15 @@ class AdapterSpec:
     num_tokens: int = 8
     encoder_settings: dict = field(default_factory=dict)
     projector_settings: dict = field(default_factory=dict)
+    normalize: str = "none"
 
     def __post_init__(self):
+        from emollm.modeling.frame_norm import NORMALIZATIONS
+
         if self.modality not in PLACEHOLDERS:
             raise ConfigError(f"unknown modality {self.modality!r}; accepted: {sorted(PLACEHOLDERS)}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalize {self.normalize!r}; accepted: {', '.join(NORMALIZATIONS)}")
         if int(self.num_tokens) < 1:
             raise ConfigError(f"num_tokens must be >= 1, got {self.num_tokens}")
 
@@ -208,6 +216,9 @@ class EmotionLM:
         projectors: modality -> projector (a ``ModuleDict``, in placeholder order); registered on the model.
         adapters: The :class:`AdapterSpec` list the encoders and projectors were built from (saved with
             checkpoints).
+        frame_normalizers: modality -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` for adapters
+            with ``normalize="speaker"`` (checkpoints restore the training set's; see
+            :meth:`fit_frame_normalizers`).
     """
 
     def __init__(
@@ -219,6 +230,7 @@ class EmotionLM:
         encoders: Mapping | None = None,
         projectors: torch.nn.ModuleDict | None = None,
         adapters: Sequence[AdapterSpec] = (),
+        frame_normalizers: Mapping | None = None,
     ):
         prepare_tokenizer(tokenizer)
         self.model = model.eval()
@@ -226,6 +238,7 @@ class EmotionLM:
         self.name = name
         self.encoders = dict(encoders or {})
         self.adapters = list(adapters)
+        self.frame_normalizers = dict(frame_normalizers or {})
         if projectors is not None:
             attach_projectors(model, projectors)
 
@@ -282,13 +295,54 @@ class EmotionLM:
         """Template variables for the prompt: ``{"audio": "<|audio|>"}`` for each adapted modality."""
         return {m: PLACEHOLDERS[m] for m in self.modalities}
 
-    def encode(self, modality: str, inputs: Sequence) -> list[torch.Tensor]:
-        """The frozen encoder's frames ``(T_i, D)`` for each input (audio paths/arrays, image folders...)."""
+    def encode(self, modality: str, inputs: Sequence, speakers: Sequence | None = None) -> list[torch.Tensor]:
+        """The frames ``(T_i, D)`` the projector reads for each input (audio paths/arrays, image folders...).
+
+        The frozen encoder's output, normalised per speaker when the adapter says so
+        (:meth:`normalize_frames`); ``speakers`` gives one speaker id (or None) per input.
+        """
         if modality not in self.encoders:
             raise ConfigError(
                 f"no encoder for {modality!r}; this model has {sorted(self.encoders) or 'none'}"
             )
-        return self.encoders[modality].encode(inputs)
+        return self.normalize_frames(modality, self.encoders[modality].encode(inputs), speakers)
+
+    def normalizes(self, modality: str) -> bool:
+        """Whether ``modality``'s adapter z-scores its frames per speaker (``normalize="speaker"``)."""
+        return any(s.modality == modality and s.normalize == "speaker" for s in self.adapters)
+
+    def fit_frame_normalizers(self, frames: Mapping[str, Sequence[torch.Tensor]], speakers: Sequence) -> None:
+        """Fit :attr:`frame_normalizers` on raw encoder ``frames`` (modality -> one tensor per clip).
+
+        Only modalities whose adapter has ``normalize="speaker"`` are fitted; labels are never needed.
+        """
+        from emollm.modeling.frame_norm import FrameNormalizer
+
+        for modality, clips in frames.items():
+            if self.normalizes(modality) and clips:
+                self.frame_normalizers[modality] = FrameNormalizer.fit(clips, speakers)
+
+    def normalize_frames(
+        self, modality: str, frames: Sequence[torch.Tensor], speakers: Sequence | None = None
+    ) -> list[torch.Tensor]:
+        """Raw encoder ``frames`` as the projector reads them: unchanged, or z-scored per speaker.
+
+        Raises:
+            ConfigError: the adapter normalises per speaker but no statistics were fitted or loaded.
+        """
+        frames = list(frames)
+        if not self.normalizes(modality):
+            return frames
+        normalizer = self.frame_normalizers.get(modality)
+        if normalizer is None:
+            raise ConfigError(
+                f"the {modality} adapter normalises frames per speaker, but no statistics are fitted; call "
+                "fit_frame_normalizers(...) or load a checkpoint that saved them"
+            )
+        speakers = [None] * len(frames) if speakers is None else list(speakers)
+        if len(speakers) != len(frames):
+            raise ConfigError(f"got {len(speakers)} speakers for {len(frames)} inputs; give one per input")
+        return [normalizer(clip, speaker) for clip, speaker in zip(frames, speakers)]
 
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt with placeholders expanded to K pseudo-token slots."""

@@ -2,8 +2,8 @@
 
 Every save (``checkpoint-N`` folders and the final ``save_model``) writes an emollm checkpoint: the PEFT
 adapter (Trainer's own save), ``projectors.safetensors`` and ``emollm_config.json`` (base model, adapters,
-reasoner settings), so any checkpoint loads with ``EmotionReasoner.from_pretrained`` and a resumed run
-restores the projectors as well as the LoRA weights.
+reasoner settings, per-speaker frame statistics), so any checkpoint loads with
+``EmotionReasoner.from_pretrained`` and a resumed run restores the projectors as well as the LoRA weights.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ class EmollmCheckpointMixin:
         base_model: Name or path of the base LLM, recorded in the checkpoint.
         adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list, recorded in the checkpoint.
         reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
+        frame_normalizers: modality -> per-speaker frame statistics fitted on the training clips (see
+            :meth:`emollm.modeling.EmotionLM.fit_frame_normalizers`), recorded in the checkpoint.
     """
 
     def __init__(
@@ -29,11 +31,13 @@ class EmollmCheckpointMixin:
         base_model: str,
         adapters: Sequence = (),
         reasoner_settings: Mapping | None = None,
+        frame_normalizers: Mapping | None = None,
         **kwargs,
     ):
         self.base_model_name = base_model
         self.adapter_specs = list(adapters)
         self.reasoner_settings = dict(reasoner_settings or {})
+        self.frame_normalizers = dict(frame_normalizers or {})  # a snapshot: later refits do not leak in
         super().__init__(*args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
@@ -46,6 +50,7 @@ class EmollmCheckpointMixin:
             adapters=self.adapter_specs,
             reasoner=self.reasoner_settings,
             save_lora=False,
+            frame_normalizers=self.frame_normalizers,
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
