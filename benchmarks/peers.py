@@ -281,6 +281,7 @@ def recipe_overrides(args, output_dir: str) -> list[str]:
         ("--num_train_epochs", args.epochs),
         ("--train_limit", args.train_limit),
         ("--eval_limit", args.eval_limit),
+        ("--normalize", getattr(args, "normalize", None)),
         ("--workers", args.workers),
     ):
         if value is not None:

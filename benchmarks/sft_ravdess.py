@@ -1,7 +1,8 @@
 """RAVDESS speaker-independent SFT: prosody-as-text vs pseudo-tokens vs both, next to an openSMILE peer.
 
 python benchmarks/sft_ravdess.py [--data-root ../shared/data] [--rows peer,text,tokens,both]
-    [--epochs N] [--max-steps N] [--train-limit N] [--eval-limit N] [--output-root runs/sft]
+    [--epochs N] [--max-steps N] [--train-limit N] [--eval-limit N] [--normalize none|speaker]
+    [--output-root runs/sft]
     [--workers 2] [--c-grid 0.001,0.01,0.1,1,10] [--overwrite] [--out benchmarks/results/sft_ravdess.json]
 
 Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never seen), 8 classes. Rows:
@@ -12,8 +13,9 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
 * **(a) text / (b) tokens / (c) both**: ``recipes/sft.py`` with ``recipes/configs/ravdess/sft_{route}.yaml``
   (smollm2-135m-instruct, LoRA r16 on q/k/v/o, ``prosody_frames`` -> ``mlp`` -> 8 pseudo-tokens, ``minimal``
   template, score-mode evaluation), run in this process; the numbers are the recipe's own
-  ``<output-root>/ravdess-<route>/eval-dev/metrics.json``. ``--epochs``, ``--max-steps``, ``--train-limit``
-  and ``--eval-limit`` override the configs (``--epochs`` defaults to theirs, 2: 210 steps of batch 8).
+  ``<output-root>/ravdess-<route>/eval-dev/metrics.json``. ``--epochs``, ``--max-steps``, ``--train-limit``,
+  ``--eval-limit`` and ``--normalize`` (the frames' per-speaker normalisation, ``speaker`` in the configs)
+  override the configs (``--epochs`` defaults to theirs, 2: 210 steps of batch 8).
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
 and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer). The JSON is rewritten
@@ -52,6 +54,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, help="stop training after N steps (overrides --epochs)")
     parser.add_argument("--train-limit", type=int, help="train on N clips (seeded draw)")
     parser.add_argument("--eval-limit", type=int, help="evaluate N dev clips (seeded draw)")
+    parser.add_argument(
+        "--normalize", choices=["none", "speaker"], help="tokens/both frames (default: the configs')"
+    )
     parser.add_argument("--output-root", default="runs/sft", help="checkpoints go to <root>/ravdess-<route>")
     parser.add_argument("--workers", type=int, default=2, help="prosody/openSMILE extraction processes")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="openSMILE feature cache ('' for none)")

@@ -328,8 +328,11 @@ class EmotionReasoner:
             prosody: Ready descriptions, one per item (None entries: no description), e.g. from a cached
                 batch extraction; when given, no audio is processed here.
             features: Ready encoder frames, one dict modality -> ``(T, D)`` per item, for a model with
-                adapters (e.g. cached with :func:`emollm.modeling.encoders.encode_cached`); by default the
-                model's encoders run on each item's audio (and video).
+                adapters, as the projector reads them: per-speaker normalised for an adapter with
+                ``normalize="speaker"`` (:func:`emollm.evaluation.harness.encode_utterances` caches and
+                normalises; raw :func:`~emollm.modeling.encoders.encode_cached` frames go through
+                ``lm.normalize_frames``). By default the model's encoders run on each item's audio (and
+                video).
             progress: Show a progress bar over the model calls.
 
         Returns:

@@ -133,7 +133,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
                     adapter_args.num_tokens,
                     settings,
                     normalize=adapter_args.normalize,
-                )  # fmt: skip
+                )
             ]
         base, tokenizer = load_base_model(start, dtype=dtype, quantization_config=quantization)
         encoders, projectors = build_adapters(adapters, base.get_input_embeddings().embedding_dim)
@@ -143,6 +143,10 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         )  # fmt: skip
         base_model = start
         model = None  # LoRA is added after the "before" evaluation
+    out = Path(training_args.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last:  # before any work: a rerun with other adapters is refused at once
+        check_resumable(last, adapters)
     reasoner = EmotionReasoner(
         lm,
         labels=labels,
@@ -163,8 +167,10 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     descriptions = {}
     if reasoner.prosody:
         descriptions, _ = describe_utterances(reasoner, train, workers=script_args.workers)
-    frames = encode_utterances(lm, train) if adapters else {}
-    frame_normalizers = dict(lm.frame_normalizers)  # the training speakers' (evaluations refit their own)
+    # frame statistics: a checkpoint's are kept (its projector learnt with them), a fresh adapter's are fitted
+    keep = bool(lm.frame_normalizers)
+    frames = encode_utterances(lm, train, refit=not keep) if adapters else {}
+    frame_normalizers = dict(lm.frame_normalizers)  # saved with every checkpoint
     features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
     rows = build_grpo_examples(train, reasoner, prosody=descriptions, features=features)
     logger.warning("example prompt:\n%s", rows[0]["prompt"])
@@ -172,7 +178,6 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     # 5. Evaluate the starting model, in-domain and cross-domain (resumes; skipped when already complete)
     evaluations = plan_evaluations(script_args, tokens_route)
     summary = {"start": start, "route": script_args.route, "rewards": script_args.rewards, "evaluations": {}}
-    out = Path(training_args.output_dir)
     state = PartialState()  # under accelerate launch, one process evaluates while the others wait
     if script_args.eval_before and state.is_main_process:
         if quantization is None:
@@ -207,9 +212,6 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
             "max_new_tokens": training_args.max_completion_length,
         },
     )
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if last:
-        check_resumable(last, adapters)
     if last and finished(last, training_args.max_steps):
         logger.warning("%s already holds the last step: not training again", last)
         trainer._load_from_checkpoint(last)

@@ -125,8 +125,11 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
                 adapter_args.num_tokens,
                 settings,
                 normalize=adapter_args.normalize,
-            )  # fmt: skip
+            )
         ]
+    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last:  # before any work: a rerun with other adapters is refused at once
+        check_resumable(last, adapters)
     model, tokenizer = load_base_model(
         model_args.model_name_or_path,
         dtype=model_args.dtype if model_args.dtype not in (None, "auto") else None,
@@ -186,9 +189,6 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         reasoner_settings=reasoner_settings,
         frame_normalizers=dict(lm.frame_normalizers),  # the training speakers' (evaluation refits its own)
     )
-    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-    if last:
-        check_resumable(last, adapters)
     if last and finished(last, training_args.max_steps):
         # transformers' Trainer would take one more step from a checkpoint at max_steps
         logger.warning("%s already holds the last step: not training again", last)
@@ -256,7 +256,8 @@ def check_resumable(checkpoint: str, adapters) -> None:
     """Refuse to resume ``checkpoint`` with other adapters than it was trained with (its weights won't fit).
 
     Raises:
-        ConfigError: the route, encoder, projector, K or frame normalisation differs from the checkpoint's.
+        ConfigError: adapters added or removed (text/none vs tokens/both), or another encoder, projector,
+            K or frame normalisation than the checkpoint's.
     """
     from emollm.modeling.checkpoint import read_checkpoint_config
 

@@ -29,7 +29,7 @@ def clips(seed=0):
 
 def test_each_speaker_comes_out_zero_mean_unit_variance():
     frames, speakers = clips()
-    norm = FrameNormalizer.fit(frames, speakers)
+    norm = FrameNormalizer.fit(frames, speakers, min_clips=2)
     for who in ("a", "b"):
         own = torch.cat([norm(f, s) for f, s in zip(frames, speakers) if s == who]).double()
         assert torch.allclose(own.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-5)
@@ -41,7 +41,7 @@ def test_each_speaker_comes_out_zero_mean_unit_variance():
 
 def test_unknown_and_missing_speakers_use_the_corpus_statistics():
     frames, speakers = clips()
-    norm = FrameNormalizer.fit(frames, speakers)
+    norm = FrameNormalizer.fit(frames, speakers, min_clips=2)
     pooled = torch.cat(frames).double()
     expected = (frames[0].double() - pooled.mean(0)) / pooled.std(0)
     for who in ("nobody", None):
@@ -51,9 +51,21 @@ def test_unknown_and_missing_speakers_use_the_corpus_statistics():
 
 def test_a_flat_column_stays_finite():
     frames = [torch.cat([torch.ones(10, 1), torch.randn(10, 1)], 1), torch.randn(10, 2) * 3]
-    norm = FrameNormalizer.fit(frames, ["flat", "other"])
+    norm = FrameNormalizer.fit(frames, ["flat", "other"], min_clips=1)
     out = norm(frames[0], "flat")
     assert torch.isfinite(out).all() and torch.allclose(out[:, 0], torch.zeros(10))
+
+
+def test_speakers_with_too_few_clips_or_frames_use_the_corpus_statistics():
+    frames, speakers = clips()  # a has 3 clips, b has 2
+    frames, speakers = frames + [torch.zeros(0, 4), torch.zeros(0, 4)], speakers + ["silent", "silent"]
+    norm = FrameNormalizer.fit(frames, speakers, min_clips=3)
+    assert sorted(norm.speakers) == ["a"]  # b: 2 clips; silent: 2 clips without a frame
+    assert torch.equal(norm(frames[3], "b"), norm(frames[3], None))
+    assert torch.isfinite(norm(frames[3], "silent")).all()
+    # one clip normalised by itself would come out flat at mean 0, std 1 in every column: it is not
+    lone = FrameNormalizer.fit([frames[0], frames[3]], ["a", "b"])  # the default asks for 5 clips
+    assert lone.speakers == {} and abs(float(lone(frames[0], "a").mean())) > 0.5
 
 
 def test_dict_round_trip_is_exact_and_bad_dicts_are_refused():
@@ -109,9 +121,13 @@ def adapted_lm(tokenizer, normalize):
     return EmotionLM(model, tokenizer, "tiny", encoders=encoders, projectors=projectors, adapters=[spec])
 
 
+# five clips per speaker: the default minimum for a speaker's own statistics
+LOW, HIGH = [110, 120, 130, 140, 150], [220, 235, 250, 265, 280]
+
+
 def test_encode_applies_the_speakers_statistics_only_when_the_adapter_asks(tiny_tokenizer):
-    audio = [tone(120), tone(140), tone(240), tone(260)]
-    speakers = ["low", "low", "high", "high"]
+    audio = [tone(f0) for f0 in LOW + HIGH]
+    speakers = ["low"] * 5 + ["high"] * 5
     plain, normed = adapted_lm(tiny_tokenizer, "none"), adapted_lm(tiny_tokenizer, "speaker")
     raw = plain.encode("audio", audio, speakers)
     with pytest.raises(ConfigError, match="no statistics are fitted; call fit_frame_normalizers"):
@@ -120,29 +136,35 @@ def test_encode_applies_the_speakers_statistics_only_when_the_adapter_asks(tiny_
     plain.fit_frame_normalizers({"audio": raw}, speakers)
     assert plain.frame_normalizers == {}  # "none" fits nothing and changes nothing
     assert all(torch.equal(a, b) for a, b in zip(plain.encode("audio", audio, speakers), raw))
+    assert sorted(normed.frame_normalizers["audio"].speakers) == ["high", "low"]
     out = normed.encode("audio", audio, speakers)
     expected = FrameNormalizer.fit(raw, speakers)
     assert all(torch.allclose(o, expected(r, s)) for o, r, s in zip(out, raw, speakers))
-    with pytest.raises(ConfigError, match="got 1 speakers for 4 inputs"):
+    with pytest.raises(ConfigError, match="got 1 speakers for 10 inputs"):
         normed.encode("audio", audio, ["low"])
 
 
-def test_checkpoint_keeps_the_training_statistics_for_prediction(tiny_tokenizer, tmp_path):
-    lm = adapted_lm(tiny_tokenizer, "speaker")
-    audio, speakers = [tone(120), tone(150), tone(230)], ["ann", "ann", "bob"]
-    raw = lm.encoders["audio"].encode(audio)
-    lm.fit_frame_normalizers({"audio": raw}, speakers)
-    tiny_tokenizer.save_pretrained(str(tmp_path / "base"))
-    lm.model.save_pretrained(str(tmp_path / "base"))
+def saved_checkpoint(tokenizer, folder):
+    """A checkpoint whose adapter normalises per speaker, with statistics of ann (low) and bob (high)."""
+    lm = adapted_lm(tokenizer, "speaker")
+    raw = lm.encoders["audio"].encode([tone(f0) for f0 in LOW + HIGH])
+    lm.fit_frame_normalizers({"audio": raw}, ["ann"] * 5 + ["bob"] * 5)
+    tokenizer.save_pretrained(str(folder / "base"))
+    lm.model.save_pretrained(str(folder / "base"))
     save_checkpoint(
-        lm.model, tmp_path / "ckpt", base_model=str(tmp_path / "base"), adapters=lm.adapters,
+        lm.model, folder / "ckpt", base_model=str(folder / "base"), adapters=lm.adapters,
         reasoner={"labels": ["happy", "sad"]}, frame_normalizers=lm.frame_normalizers,
     )  # fmt: skip
-    saved = json.loads((tmp_path / "ckpt" / CONFIG_NAME).read_text())
-    assert sorted(saved["frame_normalizers"]["audio"]["speakers"]) == ["ann", "bob"]
-    assert load_checkpoint(tmp_path / "ckpt").frame_normalizers["audio"] == lm.frame_normalizers["audio"]
+    return lm, folder / "ckpt"
 
-    reasoner = EmotionReasoner.from_pretrained(str(tmp_path / "ckpt"))
+
+def test_checkpoint_keeps_the_training_statistics_for_prediction(tiny_tokenizer, tmp_path):
+    lm, checkpoint = saved_checkpoint(tiny_tokenizer, tmp_path)
+    saved = json.loads((checkpoint / CONFIG_NAME).read_text())
+    assert sorted(saved["frame_normalizers"]["audio"]["speakers"]) == ["ann", "bob"]
+    assert load_checkpoint(checkpoint).frame_normalizers["audio"] == lm.frame_normalizers["audio"]
+
+    reasoner = EmotionReasoner.from_pretrained(str(checkpoint))
     new = tone(180)
     (known,) = reasoner.encode([{"audio": new, "speaker": "bob"}])
     (unknown,) = reasoner.encode([{"audio": new, "speaker": "carl"}])
@@ -153,20 +175,64 @@ def test_checkpoint_keeps_the_training_statistics_for_prediction(tiny_tokenizer,
     assert not torch.allclose(known["audio"], unknown["audio"])
 
 
-def test_harness_fits_on_every_utterance_so_a_resumed_run_sees_the_same_frames(
+def speech(tmp_path):
+    """Ten clips on disk: speaker m low and quiet-to-loud, speaker f high."""
+    utts = []
+    for i, (f0, who) in enumerate([(f, "m") for f in LOW] + [(f, "f") for f in HIGH]):
+        path = save_audio(load_audio(tone(f0, level=0.05 + 0.03 * i), 16000), tmp_path / f"c{i}.wav")
+        utts.append(Utterance(id=f"c{i}", audio_path=str(path), speaker=who, label="happy"))
+    return utts
+
+
+def test_harness_refits_on_every_utterance_so_a_resumed_run_sees_the_same_frames(
     tiny_tokenizer, tmp_path, emollm_cache
 ):
-    utts = []
-    for i, (f0, who) in enumerate([(110, "m"), (130, "m"), (125, "m"), (220, "f"), (260, "f"), (240, "f")]):
-        path = save_audio(load_audio(tone(f0, level=0.1 + 0.05 * i), 16000), tmp_path / f"c{i}.wav")
-        utts.append(Utterance(id=f"c{i}", audio_path=str(path), speaker=who, label="happy"))
-    lm = adapted_lm(tiny_tokenizer, "speaker")
-    full = encode_utterances(lm, utts, progress=False)
-    resumed = encode_utterances(lm, utts, todo=utts[4:], progress=False)
-    assert sorted(resumed) == ["c4", "c5"]
+    utts = speech(tmp_path)
+    full = encode_utterances(adapted_lm(tiny_tokenizer, "speaker"), utts, progress=False)
+    resumed = encode_utterances(adapted_lm(tiny_tokenizer, "speaker"), utts, todo=utts[8:], progress=False)
+    assert sorted(resumed) == ["c8", "c9"]
     assert all(torch.equal(resumed[k]["audio"], full[k]["audio"]) for k in resumed)
     raw = build_encoder("prosody_frames").encode([u.audio_path for u in utts])
     expected = FrameNormalizer.fit(raw, [u.speaker for u in utts])
-    assert torch.allclose(full["c4"]["audio"], expected(raw[4], "f"))
+    assert torch.allclose(full["c8"]["audio"], expected(raw[8], "f"))
     # fitted on the speaker's own clips only, not everyone's
-    assert not torch.allclose(full["c4"]["audio"], FrameNormalizer.fit(raw, [None] * 6)(raw[4]), atol=1e-3)
+    assert not torch.allclose(full["c8"]["audio"], FrameNormalizer.fit(raw, [None] * 10)(raw[8]), atol=1e-3)
+
+
+def test_evaluation_refits_or_uses_the_checkpoints_statistics_and_leaves_the_model_as_it_was(
+    tiny_tokenizer, tmp_path, emollm_cache, monkeypatch
+):
+    from emollm.evaluation import harness
+
+    lm, _ = saved_checkpoint(tiny_tokenizer, tmp_path)
+    trained = lm.frame_normalizers["audio"]
+    utts = speech(tmp_path)
+    seen = {}
+
+    def keep_features(self, items, **kwargs):  # record what the harness feeds the model
+        seen.update({item.id: f["audio"] for item, f in zip(items, kwargs["features"])})
+        return real(self, items, **kwargs)
+
+    real = EmotionReasoner.predict_batch
+    monkeypatch.setattr(EmotionReasoner, "predict_batch", keep_features)
+    manifest = tmp_path / "speech.jsonl"
+    rows = [{"id": u.id, "audio_path": u.audio_path, "label": u.label, "speaker": u.speaker} for u in utts]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    raw = build_encoder("prosody_frames").encode([u.audio_path for u in utts])
+    refit = FrameNormalizer.fit(raw, [u.speaker for u in utts])
+    for mode, stats, speaker in (("speaker", refit, "f"), ("checkpoint", trained, None)):
+        config = harness.EvalConfig(
+            data=f"manifest:{manifest}",
+            split="all",
+            model="tiny",
+            labels="ravdess8",
+            frame_normalizer=mode,
+            output=str(tmp_path / mode),
+        )
+        harness.evaluate(config, lm=lm, progress=False)
+        assert torch.allclose(seen["c8"], stats(raw[8], speaker))  # f is unknown to the checkpoint: corpus
+        settings = json.loads((tmp_path / mode / "config.json").read_text())["settings"]
+        assert settings["frame_normalizer"] == mode
+        assert lm.frame_normalizers["audio"] is trained  # the caller's model keeps its statistics
+    with pytest.raises(ConfigError, match="frame_normalizer must be speaker or checkpoint, got 'utterance'"):
+        harness.evaluate(harness.EvalConfig(data="ravdess", frame_normalizer="utterance"), lm=lm)

@@ -148,6 +148,11 @@ def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech
     )  # fmt: skip
     sft_args[0].eval_split = None
     sft.main(*sft_args)
+    # statistics no refit could produce: GRPO must keep the ones its projector was trained with
+    sft_saved = json.loads((start / "emollm_config.json").read_text())
+    mean, std = sft_saved["frame_normalizers"]["audio"]["corpus"]
+    sft_saved["frame_normalizers"]["audio"]["corpus"] = [[m + 1.0 for m in mean], [2.0 * d for d in std]]
+    (start / "emollm_config.json").write_text(json.dumps(sft_saved))
 
     out = tmp_path / "grpo"
     config = config_named("ravdess/grpo_tokens.yaml")
@@ -157,6 +162,9 @@ def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech
     saved = json.loads((out / "emollm_config.json").read_text())
     assert saved["base_model"] == str(tiny_model_dir)  # the SFT checkpoint's base, not the checkpoint
     assert saved["adapters"][0]["projector"] == "mlp"
+    assert (
+        saved["frame_normalizers"] == sft_saved["frame_normalizers"]
+    )  # kept through training and evaluations
     trained, started = load_file(out / "projectors.safetensors"), load_file(start / "projectors.safetensors")
     assert set(trained) == set(started)
     for name, value in started.items():  # continued from the SFT projector (a fresh one would be far off)

@@ -29,7 +29,10 @@ normaliser fitted elsewhere (e.g. on a training split).
 
 **Trained checkpoints.** ``model`` may be a checkpoint folder from ``recipes/sft.py``; a model with adapters
 hears each utterance's audio through its encoder, whose frames are cached on disk like the prosody
-(:func:`emollm.modeling.encoders.encode_cached`).
+(:func:`emollm.modeling.encoders.encode_cached`). An adapter trained with per-speaker frame normalisation
+(``normalize="speaker"``) gets statistics refit on the evaluated utterances' audio with
+``frame_normalizer="speaker"`` (the default, like the prosody normaliser; the model passed in keeps its own),
+or the checkpoint's training statistics with ``"checkpoint"``, which is what ``predict`` uses for one clip.
 """
 
 from __future__ import annotations
@@ -93,6 +96,14 @@ class EvalConfig:
     normalizer: str = field(
         default="speaker",
         metadata={"help": "speaker (fit on the evaluated audio, no labels), none, or a normaliser JSON path"},
+    )
+    frame_normalizer: str = field(
+        default="speaker",
+        metadata={
+            "help": "pseudo-token adapters with normalize=speaker: speaker (refit on the evaluated audio, no "
+            "labels) or checkpoint (the training statistics saved with the model, as predict uses them)",
+            "choices": ["speaker", "checkpoint"],
+        },
     )
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "generation length (default 16 for label-only templates, else 128)"}
@@ -161,6 +172,8 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         raise ConfigError(f"context must be >= 0, got {config.context}")
     if config.limit is not None and config.limit < 1:
         raise ConfigError(f"limit must be >= 1, got {config.limit}")
+    if config.frame_normalizer not in ("speaker", "checkpoint"):
+        raise ConfigError(f"frame_normalizer must be speaker or checkpoint, got {config.frame_normalizer!r}")
     corpus = config.data.split(":", 1)[0]
     label_name = config.labels or CORPUS_LABELS.get(corpus)
     utterances = load_corpus(
@@ -199,6 +212,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         "limit": config.limit,
         "seed": config.seed,
         "normalizer": config.normalizer if reasoner.prosody else None,
+        "frame_normalizer": config.frame_normalizer if _normalizes_frames(lm) else None,
     }
     done = _prepare_folder(out, settings, overwrite)
     todo = [u for u in utterances if u.id not in done]
@@ -215,11 +229,12 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
             workers=config.workers,
             progress=progress,
         )
-    features = (
-        encode_utterances(lm, utterances, todo=todo, progress=progress)
-        if getattr(lm, "modalities", ()) and todo
-        else {}
-    )
+    features = {}
+    if getattr(lm, "modalities", ()) and todo:
+        own = dict(lm.frame_normalizers)
+        refit = config.frame_normalizer == "speaker"
+        features = encode_utterances(lm, utterances, todo=todo, refit=refit, progress=progress)
+        lm.frame_normalizers = own  # the caller's model keeps its statistics
 
     predictions_path = out / "predictions.jsonl"
     chunk = max(1, config.batch_size)  # one forward batch: an interruption loses at most this many
@@ -381,13 +396,21 @@ def describe_utterances(
     return descriptions, notes
 
 
-def encode_utterances(lm, utterances, *, todo=None, progress: bool = True) -> dict[str, dict]:
+def _normalizes_frames(lm) -> bool:
+    return (
+        any(lm.normalizes(m) for m in getattr(lm, "modalities", ())) if hasattr(lm, "normalizes") else False
+    )
+
+
+def encode_utterances(
+    lm, utterances, *, todo=None, refit: bool = True, progress: bool = True
+) -> dict[str, dict]:
     """Encoder frames of every adapted modality for ``todo`` (default: all ``utterances``), keyed by id.
 
-    Frames are cached on disk. Adapters with ``normalize="speaker"`` get their frames z-scored per speaker,
-    with statistics fitted here on all ``utterances`` (labels are never read; a resumed run fits the same)
-    and set on ``lm`` (:meth:`EmotionLM.fit_frame_normalizers`), as :func:`describe_utterances` does for
-    the prosody normaliser.
+    Frames are cached on disk. Adapters with ``normalize="speaker"`` get their frames z-scored per speaker:
+    with ``refit``, by statistics fitted here on all ``utterances`` (their labels are not used; a resumed
+    run fits the same) and set on ``lm`` (:meth:`EmotionLM.fit_frame_normalizers`), as
+    :func:`describe_utterances` does for the prosody normaliser; without, by ``lm``'s own (a checkpoint's).
 
     Raises:
         DataError: an utterance without audio for a model that hears audio.
@@ -406,7 +429,8 @@ def encode_utterances(lm, utterances, *, todo=None, progress: bool = True) -> di
                 f"{len(missing)} utterances have no audio file (e.g. {missing[0]}); the model needs it"
             )
         # per-speaker statistics need every utterance's frames; otherwise only those asked for
-        needed = [u for u in utterances if u.id in wanted or lm.normalizes(modality)]
+        refitting = refit and lm.normalizes(modality)
+        needed = [u for u in utterances if u.id in wanted or refitting]
         frames = encode_cached(
             lm.encoders[modality],
             [u.audio_path for u in needed],
@@ -414,7 +438,8 @@ def encode_utterances(lm, utterances, *, todo=None, progress: bool = True) -> di
             progress=progress,
         )
         speakers = [u.speaker for u in needed]
-        lm.fit_frame_normalizers({modality: frames}, speakers)
+        if refitting:
+            lm.fit_frame_normalizers({modality: frames}, speakers)
         for utt, item in zip(needed, lm.normalize_frames(modality, frames, speakers)):
             if utt.id in wanted:
                 out[utt.id][modality] = item
