@@ -202,6 +202,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         base_model=base_model,
         adapters=adapters,
         frame_normalizers=frame_normalizers,
+        projector_learning_rate=adapter_args.projector_learning_rate,
         reasoner_settings={
             "labels": list(labels.labels),
             "strategy": script_args.strategy,

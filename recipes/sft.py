@@ -94,6 +94,12 @@ class AdapterArguments:
     )
     projector: str = field(default="mlp", metadata={"help": "linear, mlp, resampler or text_guided_mixer"})
     num_tokens: int = field(default=8, metadata={"help": "K pseudo-tokens that replace <|audio|>"})
+    projector_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate of the projector (LLaVA's mm_projector_lr); default learning_rate"
+        },
+    )
     normalize: str = field(
         default="none",
         metadata={
@@ -188,6 +194,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         adapters=adapters,
         reasoner_settings=reasoner_settings,
         frame_normalizers=dict(lm.frame_normalizers),  # the training speakers' (evaluation refits its own)
+        projector_learning_rate=adapter_args.projector_learning_rate,
     )
     if last and finished(last, training_args.max_steps):
         # transformers' Trainer would take one more step from a checkpoint at max_steps

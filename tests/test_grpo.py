@@ -145,12 +145,15 @@ def grpo_args(tmp_path, **kw):
     return GRPOConfig(**defaults)
 
 
-def grpo_trainer(lm, tokenizer, tmp_path, *, reward_funcs=(n_letters,), cls=EmotionGRPOTrainer, **kw):
+def grpo_trainer(
+    lm, tokenizer, tmp_path, *, reward_funcs=(n_letters,), cls=EmotionGRPOTrainer, projector_lr=None, **kw
+):
     reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
     features = {"audio": frames()} if lm.modalities else None
     rows = build_grpo_examples(utterances(), reasoner, features=features)
     model = prepare_for_training(lm.model, LoraConfig(**LORA))
     extra = dict(base_model="tiny", adapters=lm.adapters, reasoner_settings={"labels": ["happy", "sad"]})
+    extra["projector_learning_rate"] = projector_lr
     return cls(
         model=model,
         reward_funcs=list(reward_funcs),
@@ -182,6 +185,16 @@ def test_one_grpo_step_moves_lora_and_projector_only(tiny_tokenizer, tmp_path, p
         assert any("emollm_projectors" in n for n in changed)  # the pseudo-tokens were in the graph
     logged = trainer.state.log_history[0]
     assert "rewards/n_letters/mean" in logged and 0.0 <= logged["parse_failure_rate"] <= 1.0
+
+
+def test_a_projector_rate_of_zero_keeps_the_projector_while_lora_moves(tiny_tokenizer, tmp_path):
+    trainer = grpo_trainer(
+        make_lm(tiny_tokenizer, projector="mlp"), tiny_tokenizer, tmp_path, projector_lr=0.0
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    changed = moved(before, trainer.model)
+    assert any("lora_B" in n for n in changed) and not any("emollm_projectors" in n for n in changed)
 
 
 def test_rows_carry_prompt_label_set_and_frames(tiny_tokenizer):

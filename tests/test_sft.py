@@ -77,7 +77,7 @@ def sft_args(tmp_path, **kw):
     return SFTConfig(**defaults)
 
 
-def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", **kw):
+def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", projector_learning_rate=None, **kw):
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy=strategy, mode="score")
     features = {"audio": frames()} if lm.modalities else None
     examples = build_examples(utterances(), reasoner, features=features)
@@ -91,6 +91,7 @@ def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", **kw):
         base_model="tiny",
         adapters=lm.adapters,
         reasoner_settings={"labels": LABELS, "strategy": strategy},
+        projector_learning_rate=projector_learning_rate,
     )
     return trainer, model
 
@@ -166,6 +167,30 @@ def test_two_steps_move_lora_and_projector_only(tiny_tokenizer, tmp_path):
     projector = {n for n in before if "emollm_projectors" in n}
     assert lora and projector
     assert moved == lora | projector  # base weights, embeddings and norms untouched
+
+
+def test_the_projector_learns_at_its_own_rate(tiny_tokenizer, tmp_path):
+    # rate 0 for the projector: it stays where it was while LoRA moves at the trainer's rate
+    lm = make_lm(tiny_tokenizer, "mlp")
+    trainer, model = train(lm, tiny_tokenizer, tmp_path, projector_learning_rate=0.0, weight_decay=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved == {n for n in before if "lora_" in n}
+
+    # every trainable parameter in exactly one group; the projector's at their rate, through the scheduler
+    lm = make_lm(tiny_tokenizer, "mlp")
+    trainer, model = train(
+        lm, tiny_tokenizer, tmp_path / "b", projector_learning_rate=3e-3, learning_rate=1e-4
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    projector = {id(p) for n, p in model.named_parameters() if "emollm_projectors" in n}
+    rates = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    count = sum(len(g["params"]) for g in trainer.optimizer.param_groups)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert count == len(rates) and set(rates) == trainable
+    assert {rates[i] for i in projector} == {3e-3} and {rates[i] for i in trainable - projector} == {1e-4}
+    assert sorted(set(trainer.lr_scheduler.base_lrs)) == [1e-4, 3e-3]
 
 
 def test_text_only_sft_lowers_the_loss_on_a_toy_task(tiny_tokenizer, tmp_path):

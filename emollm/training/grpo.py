@@ -33,6 +33,7 @@ from emollm.modeling.encoders import pad_features
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
 from emollm.parsing import parse_completion
 from emollm.training.checkpoints import EmollmCheckpointMixin
+from emollm.training.optim import ProjectorLearningRateMixin
 from emollm.training.rewards import completion_text
 from emollm.training.sft import build_examples
 
@@ -97,7 +98,7 @@ def completion_logps(
     return token_logps, entropy
 
 
-class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
+class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPOTrainer):
     """TRL's ``GRPOTrainer`` whose policy reads ``inputs_embeds`` with audio pseudo-tokens.
 
     Use it like ``GRPOTrainer`` with a model from :func:`~emollm.training.sft.prepare_for_training` or
@@ -117,6 +118,8 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, GRPOTrainer):
         base_model: Name or path of the base LLM, recorded in checkpoints.
         adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list (empty for prosody-as-text).
         reasoner_settings: EmotionReasoner settings recorded in checkpoints.
+        frame_normalizers: Per-speaker frame statistics of the training clips, recorded in checkpoints.
+        projector_learning_rate: The projectors' own peak learning rate (None: ``args.learning_rate``).
         *args, **kwargs: As for ``GRPOTrainer``.
     """
 

@@ -29,6 +29,7 @@ from emollm.errors import ConfigError
 from emollm.modeling.emotion_lm import build_inputs_embeds, get_projectors
 from emollm.prompting import answer_prefix
 from emollm.training.checkpoints import EmollmCheckpointMixin
+from emollm.training.optim import ProjectorLearningRateMixin
 
 TARGETS = ("label", "reasoning")
 
@@ -179,7 +180,7 @@ def count_parameters(model) -> dict[str, int]:
     return counts
 
 
-class EmotionSFTTrainer(EmollmCheckpointMixin, SFTTrainer):
+class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTrainer):
     """TRL's ``SFTTrainer`` with pseudo-token injection and emollm checkpoints.
 
     Pass the batches of :class:`~emollm.training.collators.MultimodalCollator`, a model from
@@ -190,6 +191,8 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, SFTTrainer):
         base_model: Name or path of the base LLM, recorded in the checkpoint.
         adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list, recorded in the checkpoint.
         reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
+        frame_normalizers: Per-speaker frame statistics of the training clips, recorded in the checkpoint.
+        projector_learning_rate: The projectors' own peak learning rate (None: ``args.learning_rate``).
         *args, **kwargs: As for ``SFTTrainer``.
     """
 
