@@ -156,3 +156,20 @@ def test_cli_evaluate(tmp_path, tiny_model, tiny_tokenizer, manifest, capsys):
     assert "| model | 6 |" in printed and "metrics.json" in printed
     assert main([*argv, "--strategy", "cot"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_model_loaded_here_takes_the_dtype_and_device_and_records_the_dtype(
+    tiny_model, tiny_tokenizer, manifest, tmp_path
+):
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(str(folder))
+    tiny_tokenizer.save_pretrained(str(folder))
+    out = tmp_path / "run"
+    run = config(manifest, out, model=str(folder), dtype="bfloat16", device="cpu", limit=2)
+    result = evaluate(run, progress=False)
+    assert result.predicted == 2
+    assert json.loads((out / "config.json").read_text())["settings"]["dtype"] == "bfloat16"
+    with pytest.raises(ConfigError, match="dtype: 'bfloat16' -> 'float32'"):  # other numbers: not resumed
+        evaluate(config(manifest, out, model=str(folder), device="cpu", limit=2), progress=False)
+    with pytest.raises(ConfigError, match="dtype must be float32, bfloat16 or float16, got 'int8'"):
+        evaluate(config(manifest, tmp_path / "x", model=str(folder), dtype="int8"), progress=False)

@@ -95,6 +95,15 @@ def test_score_and_generate_use_the_audio(lm):
     assert all(p.completion is not None and set(p.distribution) == {"sad", "happy"} for p in preds)
 
 
+def test_float32_frames_feed_a_bfloat16_model(lm):
+    prompt = "a <|audio|>\nsad or happy?"
+    frames = [{"audio": torch.randn(6, DIM)}, {"audio": torch.randn(4, DIM)}]
+    full = lm.score([prompt] * 2, ["sad", "happy"], features=frames)
+    lm.model.to(torch.bfloat16)  # projectors included: they are registered on the model
+    half = lm.score([prompt] * 2, ["sad", "happy"], features=frames)
+    torch.testing.assert_close(half.float(), full, atol=0.05, rtol=0)  # the same scores, at bf16 precision
+
+
 def test_bad_inputs_give_clear_errors(lm, tiny_tokenizer):
     with pytest.raises(ConfigError, match="missing from the prompt"):
         lm.tokenize(["no placeholder here"])

@@ -76,6 +76,16 @@ class EvalConfig:
     model: str = field(
         default=DEFAULT_MODEL, metadata={"help": "built-in model name, local folder or hub id"}
     )
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "weights' dtype when the model is loaded here (bfloat16 suits GPUs)",
+            "choices": ["float32", "bfloat16", "float16"],
+        },
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)"}
+    )
     output: str | None = field(
         default=None,
         metadata={"help": "output folder (default runs/<data>-<split>-<strategy>-<mode>-c<context>)"},
@@ -172,6 +182,8 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         raise ConfigError(f"context must be >= 0, got {config.context}")
     if config.limit is not None and config.limit < 1:
         raise ConfigError(f"limit must be >= 1, got {config.limit}")
+    if config.dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {config.dtype!r}")
     if config.frame_normalizer not in ("speaker", "checkpoint"):
         raise ConfigError(f"frame_normalizer must be speaker or checkpoint, got {config.frame_normalizer!r}")
     corpus = config.data.split(":", 1)[0]
@@ -189,7 +201,11 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         chosen = sorted(random.Random(config.seed).sample(range(len(utterances)), config.limit))
         utterances = [utterances[i] for i in chosen]
 
-    lm = lm if lm is not None else EmotionLM.from_pretrained(config.model)
+    if lm is None:
+        import torch
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        lm = EmotionLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype), device=device)
     reasoner = EmotionReasoner(
         lm,
         labels=label_set,
@@ -213,6 +229,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         "seed": config.seed,
         "normalizer": config.normalizer if reasoner.prosody else None,
         "frame_normalizer": config.frame_normalizer if _normalizes_frames(lm) else None,
+        "dtype": _dtype_name(lm),
     }
     done = _prepare_folder(out, settings, overwrite)
     todo = [u for u in utterances if u.id not in done]
@@ -394,6 +411,12 @@ def describe_utterances(
         elif not utt.has_audio:
             notes.setdefault(utt.id, []).append("no audio: no prosody description")
     return descriptions, notes
+
+
+def _dtype_name(lm) -> str | None:
+    """The dtype the model computes in (``"float32"``, ...), None for a model without parameters."""
+    parameter = next(iter(lm.model.parameters()), None) if hasattr(lm, "model") else None
+    return None if parameter is None else str(parameter.dtype).removeprefix("torch.")
 
 
 def _normalizes_frames(lm) -> bool:

@@ -169,6 +169,8 @@ def project_features(
     outputs = []
     for modality, projector in projectors.items():
         frames, mask = features[modality]
+        weight = next(projector.parameters())  # encoders give float32 on the CPU; the projector may not be
+        frames, mask = frames.to(device=weight.device, dtype=weight.dtype), mask.to(weight.device)
         outputs.append(projector(frames, mask, text_embeds))
     return torch.cat(outputs, dim=1)
 
