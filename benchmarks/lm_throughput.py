@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the transcript sample")
     parser.add_argument("--model", default=None, help="model name or path (default: emollm's default)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--out", default="benchmarks/results/lm_throughput.json", help="JSON results")
     args = parser.parse_args()
 
@@ -96,7 +98,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model_name = args.model or DEFAULT_MODEL
     load_start = time.perf_counter()
-    model, tokenizer = load_base_model(model_name)
+    model, tokenizer = load_base_model(model_name, dtype=getattr(torch, args.dtype), device=args.device)
     load_s = time.perf_counter() - load_start
     labels = get_label_set("ravdess8")
     transcripts, source = pick_transcripts(args.data_root, args.utterances, args.seed)
@@ -254,6 +256,7 @@ def main() -> None:
         "model_class": type(model).__name__,
         "model_parameters": n_params,
         "dtype": str(model.dtype),
+        "device": args.device,
         "transcript_source": source,
         "transcripts": transcripts,
         "labels": list(labels.labels),

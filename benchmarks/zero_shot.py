@@ -17,6 +17,7 @@ does that for generate-mode runs only (they cost ~100x more on a CPU).
 
     python benchmarks/zero_shot.py                        # the full grid
     python benchmarks/zero_shot.py --generate-limit 200   # generate runs on a seeded subset of 200
+    python benchmarks/zero_shot.py --device cuda --dtype bfloat16   # on a GPU (dtype recorded per run)
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-new-tokens", type=int, help="generation length (default: 16 or 128)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available, else cpu)")
     parser.add_argument("--out", default="benchmarks/results/zero_shot.json")
     args = parser.parse_args(argv)
 
-    lm = EmotionLM.from_pretrained()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    lm = EmotionLM.from_pretrained(dtype=getattr(torch, args.dtype), device=device)
     rows = []
     for name, kwargs in grid(args.data_root):
         if args.only and not any(part in name for part in args.only.split(",")):
@@ -130,6 +134,8 @@ def _write(args: argparse.Namespace, rows: list[dict]) -> None:
         "generate_limit": args.generate_limit,
         "max_new_tokens": args.max_new_tokens,
         "only": args.only,
+        "dtype": args.dtype,
+        "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
     }
     write_text_atomic(args.out, json.dumps({"facts": facts, "rows": rows}, indent=2) + "\n")
 
