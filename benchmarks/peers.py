@@ -282,6 +282,7 @@ def recipe_overrides(args, output_dir: str) -> list[str]:
         ("--train_limit", args.train_limit),
         ("--eval_limit", args.eval_limit),
         ("--normalize", getattr(args, "normalize", None)),
+        ("--projector_learning_rate", getattr(args, "projector_lr", None)),
         ("--workers", args.workers),
     ):
         if value is not None:

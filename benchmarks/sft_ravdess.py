@@ -2,7 +2,7 @@
 
 python benchmarks/sft_ravdess.py [--data-root ../shared/data] [--rows peer,text,tokens,both]
     [--epochs N] [--max-steps N] [--train-limit N] [--eval-limit N] [--normalize none|speaker]
-    [--output-root runs/sft]
+    [--projector-lr X] [--output-root runs/sft]
     [--workers 2] [--c-grid 0.001,0.01,0.1,1,10] [--overwrite] [--out benchmarks/results/sft_ravdess.json]
 
 Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never seen), 8 classes. Rows:
@@ -14,8 +14,9 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
   (smollm2-135m-instruct, LoRA r16 on q/k/v/o, ``prosody_frames`` -> ``mlp`` -> 8 pseudo-tokens, ``minimal``
   template, score-mode evaluation), run in this process; the numbers are the recipe's own
   ``<output-root>/ravdess-<route>/eval-dev/metrics.json``. ``--epochs``, ``--max-steps``, ``--train-limit``,
-  ``--eval-limit`` and ``--normalize`` (the frames' per-speaker normalisation, ``speaker`` in the configs)
-  override the configs (``--epochs`` defaults to theirs, 2: 210 steps of batch 8).
+  ``--eval-limit``, ``--normalize`` (the frames' per-speaker normalisation, ``speaker`` in the configs) and
+  ``--projector-lr`` (the projector's own learning rate) override the configs (``--epochs`` defaults to
+  theirs, 2: 210 steps of batch 8).
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
 and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer). The JSON is rewritten
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument(
         "--normalize", choices=["none", "speaker"], help="tokens/both frames (default: the configs')"
     )
+    parser.add_argument("--projector-lr", type=float, help="projector's peak learning rate (default: lr)")
     parser.add_argument("--output-root", default="runs/sft", help="checkpoints go to <root>/ravdess-<route>")
     parser.add_argument("--workers", type=int, default=2, help="prosody/openSMILE extraction processes")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="openSMILE feature cache ('' for none)")
