@@ -184,11 +184,22 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         "prosody": reasoner.prosody,
         "prosody_style": script_args.prosody_style,
     }
+    collator = MultimodalCollator(tokenizer, lm.num_tokens, max_length=training_args.max_length)
+    cut = collator.check(examples)  # a prompt that cannot fit fails here, not mid-epoch
+    if cut:
+        logger.warning(
+            "%d of %d completions do not fit max_length=%d and will be cut at the end, the answer with "
+            "them (first: %s); raise --max_length",
+            len(cut),
+            len(examples),
+            training_args.max_length,
+            ", ".join(map(str, cut[:5])),
+        )
     trainer = EmotionSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=Dataset.from_list(examples),
-        data_collator=MultimodalCollator(tokenizer, lm.num_tokens, max_length=training_args.max_length),
+        data_collator=collator,
         processing_class=tokenizer,
         base_model=model_args.model_name_or_path,
         adapters=adapters,

@@ -240,3 +240,16 @@ def test_running_a_finished_run_again_trains_no_more(
     monkeypatch.setattr(EmotionSFTTrainer, "training_step", counted)
     run(recipe, config, tiny_model_dir, speech_manifest, out)  # the same command again
     assert steps == [] and not (out / "checkpoint-3").exists()
+
+
+def test_a_prompt_longer_than_max_length_fails_before_training(
+    recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
+):
+    from emollm.training import EmotionSFTTrainer
+
+    built = []
+    monkeypatch.setattr(EmotionSFTTrainer, "__init__", lambda self, *a, **k: built.append(self))
+    config = CONFIGS[IDS.index("ravdess/sft_text.yaml")]
+    with pytest.raises(ConfigError, match=r"a prompt \(.+\) of \d+ tokens does not fit max_length=64"):
+        run(recipe, config, tiny_model_dir, speech_manifest, tmp_path / "run", "--max_length", "64")
+    assert built == []  # refused while checking the examples, before a trainer (or an epoch) began

@@ -143,6 +143,21 @@ def test_collator_refuses_a_prompt_longer_than_max_length(tiny_tokenizer):
     assert cut["input_ids"].shape == (1, 10)
 
 
+def test_collator_check_lists_cut_completions_before_training(tiny_tokenizer):
+    examples = [
+        {"id": "fits", "prompt": "xx", "completion": "ab"},  # 2 + 2 + EOS = 5 tokens
+        {"id": "long", "prompt": "xx", "completion": "a long completion"},
+        {"id": "exact", "prompt": "xx", "completion": "abcdefg"},  # 2 + 7 + EOS = 10: fits exactly
+    ]
+    prompt = len(tiny_tokenizer("xx", add_special_tokens=False)["input_ids"])
+    completion = len(tiny_tokenizer("abcdefg", add_special_tokens=False)["input_ids"])
+    collator = MultimodalCollator(tiny_tokenizer, {}, max_length=prompt + completion + 1)
+    assert collator.check(examples) == ["long"]
+    assert MultimodalCollator(tiny_tokenizer, {}, max_length=None).check(examples) == []
+    with pytest.raises(ConfigError, match=r"a prompt \(too-long\) of \d+ tokens does not fit"):
+        collator.check([*examples, {"id": "too-long", "prompt": "x" * 40, "completion": "a"}])
+
+
 def test_examples_need_labels_and_frames(tiny_tokenizer):
     lm = make_lm(tiny_tokenizer, "linear")
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy="minimal", mode="score")

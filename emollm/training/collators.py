@@ -22,7 +22,7 @@ The collator
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -40,8 +40,9 @@ class MultimodalCollator:
     Args:
         tokenizer: The LLM's tokenizer (needs ``eos_token_id``).
         num_tokens: modality -> K pseudo-tokens; empty for text-only SFT.
-        max_length: Longest sequence allowed; a longer completion is cut at the end, a prompt that does not
-            fit raises (raise ``max_length`` or show fewer context turns).
+        max_length: Longest sequence allowed; a longer completion is cut at the end (:meth:`check` lists
+            which, before training), a prompt that does not fit raises (raise ``max_length`` or show fewer
+            context turns).
         add_special_tokens: Tokenizer special tokens for the prompt (False for chat-formatted prompts).
     """
 
@@ -50,21 +51,43 @@ class MultimodalCollator:
     max_length: int | None = 1024
     add_special_tokens: bool = False
 
-    def encode(self, example: Mapping) -> tuple[list[int], list[int]]:
-        """``(input_ids, labels)`` of one example."""
+    def _tokens(self, example: Mapping) -> tuple[list[int], list[int]]:
+        """The prompt's ids (slots expanded) and the completion's ids + EOS, uncut."""
         prompt = tokenize_with_placeholders(
             self.tokenizer, example["prompt"], self.num_tokens, add_special_tokens=self.add_special_tokens
         )
         completion = list(self.tokenizer(example["completion"], add_special_tokens=False)["input_ids"])
         completion.append(self.tokenizer.eos_token_id)
-        if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
-            if len(prompt) >= self.max_length:
-                raise ConfigError(
-                    f"a prompt of {len(prompt)} tokens does not fit max_length={self.max_length}; raise "
-                    f"max_length or show fewer context turns"
-                )
+        if self.max_length is not None and len(prompt) >= self.max_length:
+            name = f" ({example['id']})" if example.get("id") is not None else ""
+            raise ConfigError(
+                f"a prompt{name} of {len(prompt)} tokens does not fit max_length={self.max_length}; "
+                f"raise max_length or show fewer context turns"
+            )
+        return prompt, completion
+
+    def encode(self, example: Mapping) -> tuple[list[int], list[int]]:
+        """``(input_ids, labels)`` of one example."""
+        prompt, completion = self._tokens(example)
+        if self.max_length is not None:
             completion = completion[: self.max_length - len(prompt)]
         return prompt + completion, [IGNORE_INDEX] * len(prompt) + completion
+
+    def check(self, examples: Sequence[Mapping]) -> list:
+        """Tokenise every example once, before training: the ids of those whose completion would be cut.
+
+        A cut completion loses its end, and the answer with it, so the caller should warn. Run before the
+        first step, a prompt that cannot fit fails at once rather than hours into an epoch.
+
+        Raises:
+            ConfigError: a prompt does not fit ``max_length`` (the message names the example).
+        """
+        cut = []
+        for index, example in enumerate(examples):
+            prompt, completion = self._tokens(example)
+            if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
+                cut.append(example.get("id", index))
+        return cut
 
     def __call__(self, examples: list[Mapping]) -> dict[str, torch.Tensor]:
         """The padded batch: ids, attention mask, labels, text mask and each modality's frames and mask."""
