@@ -8,9 +8,9 @@
 What a prediction is made of:
 
 1. **Prosody** (when there is audio and prosody is on): :func:`emollm.extract_prosody` aligns the transcript
-   (or finds syllable nuclei when there is none) and measures every vowel; :func:`emollm.prosody.describe`
-   turns the salient cues into words, relative to the speaker when a fitted normaliser knows them, else to
-   the utterance itself.
+   (or finds syllable nuclei when there is none) and measures every vowel;
+   :func:`emollm.prosody.describe.describe` turns the salient cues into words, relative to the speaker when a
+   fitted normaliser knows them, else to the utterance itself.
 2. **Prompt**: the strategy's template (:mod:`emollm.prompting`) with the transcript, the last
    ``context_turns`` turns, the speaker, the description and the label set, in the model's chat template.
 3. **Decoding** (``mode``): ``"score"`` gives the distribution (softmax of each label's log-probability
@@ -99,8 +99,8 @@ class EmotionReasoner:
         prosody: Describe the voice in the prompt when there is audio. None: on for ``acoustic`` only, so
             ``minimal`` and ``cot`` stay text-only baselines.
         prosody_style: ``"vowel"`` (summary and salient vowels) or ``"utterance"`` (summary only).
-        normalizer: A fitted :class:`~emollm.prosody.ProsodyNormalizer` or the path of its JSON; None
-            describes each utterance relative to itself.
+        normalizer: A fitted :class:`~emollm.prosody.normalize.ProsodyNormalizer` or the path of its JSON;
+            None describes each utterance relative to itself.
         max_vowels: At most this many vowels described.
         max_words: The description's word limit.
         max_new_tokens: Generation length; None: 16 for templates that ask for the label only, 128 for

@@ -230,7 +230,9 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--strategy", help="minimal, acoustic, cot or a .jinja path (default acoustic or the checkpoint's)"
     )
-    predict.add_argument("--mode", default="both", choices=["score", "generate", "both"], help="decoding")
+    predict.add_argument(
+        "--mode", choices=["score", "generate", "both"], help="decoding (default both, or the checkpoint's)"
+    )
     predict.add_argument(
         "--prosody",
         action=argparse.BooleanOptionalAction,

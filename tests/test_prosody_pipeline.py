@@ -73,6 +73,14 @@ def test_extract_many_caches_and_resumes(clips, tmp_path):
     assert not list(cache.rglob("*.tmp*"))  # only finished files
 
 
+def test_extract_many_expands_a_home_cache_dir(clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    extract_many(clips[:1], cache_dir="~/prosody", progress=False)
+    assert len(list((tmp_path / "home" / "prosody").rglob("*.json"))) == 1
+    assert not (tmp_path / "~").exists()  # no literal "~" folder in the working directory
+
+
 def test_cache_key_follows_content_and_settings(clips, tmp_path):
     from emollm.prosody.measure import MeasureConfig
 

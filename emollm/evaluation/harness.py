@@ -22,8 +22,8 @@ sorted corpus would be one speaker and one class), kept in corpus order.
 
 **Prosody.** When the strategy uses prosody (``acoustic`` by default) and utterances have audio, features
 come from :func:`emollm.prosody.extract_many` with the on-disk cache, so a second run costs nothing.
-``normalizer="speaker"`` (the default) fits :class:`~emollm.prosody.ProsodyNormalizer` on the evaluated
-utterances' own audio: per-speaker statistics are unsupervised (labels are never read), as speaker
+``normalizer="speaker"`` (the default) fits :class:`~emollm.prosody.normalize.ProsodyNormalizer` on the
+evaluated utterances' own audio: per-speaker statistics are unsupervised (labels are never read), as speaker
 normalisation is done in practice. ``"none"`` describes each utterance relative to itself; a path loads a
 normaliser fitted elsewhere (e.g. on a training split).
 
@@ -91,7 +91,8 @@ class EvalConfig:
         metadata={"help": "output folder (default runs/<data>-<split>-<strategy>-<mode>-c<context>)"},
     )
     labels: str | None = field(
-        default=None, metadata={"help": "label set (default: the corpus's own; needed for manifests)"}
+        default=None,
+        metadata={"help": "label set (default: the corpus's own; a manifest's labels as written)"},
     )
     limit: int | None = field(default=None, metadata={"help": "evaluate N utterances drawn with --seed"})
     seed: int = field(default=0, metadata={"help": "seed of the --limit draw"})

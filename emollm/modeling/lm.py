@@ -2,8 +2,9 @@
 
 ``score_labels`` runs no generation: it computes log p(label tokens | prompt) for every label and so gives a
 full distribution over the label set. Each batch of prompts costs two forward passes whatever the number of
-labels: one over the left-padded prompts, whose KV cache is then repeated once per label, and one over all
-the labels' tokens at once. ``generate`` produces free text (rationale + answer) with left padding.
+labels: one over the left-padded prompts, and one over all the labels' remaining tokens at once, packed
+into one row per prompt on top of the prompts' KV cache. ``generate`` produces free text (rationale +
+answer) with left padding.
 
 Shared prefix: the shipped templates put the fixed instructions (system prompt, task, label list) first, so
 the prompts of one call usually share a long common token prefix and differ only in the utterance.
@@ -256,8 +257,9 @@ def score_labels(
     """Log-probability of each label's token sequence after each prompt.
 
     Per batch of prompts: one forward pass over the left-padded prompts (``use_cache=True``), whose last
-    position gives every label's first token; the KV cache is then repeated once per label of 2+ tokens
-    and one more pass runs all those labels' remaining tokens (right-padded; skipped if no label has 2+).
+    position gives every label's first token, and one more pass on top of that cache runs the remaining
+    tokens of every label of 2+ tokens, packed into one row per prompt (see :func:`_label_pass`; skipped if
+    no label has 2+).
     With ``share_prefix`` and 2+ prompts, the longest common token prefix of them all (up to the first slot,
     leaving every prompt at least one token) is run once, if it has at least
     :data:`MIN_SHARED_PREFIX` tokens and the model's cache allows it (not for sliding-window attention),

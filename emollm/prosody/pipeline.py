@@ -192,7 +192,7 @@ def _extract_one(
         path = None
         if cache_dir is not None:
             key = cache_key(fields, config)
-            path = Path(cache_dir) / key[:2] / f"{key}.json"
+            path = Path(cache_dir).expanduser() / key[:2] / f"{key}.json"
         features = extract_prosody(config=config, **fields)
         if path is not None:
             write_text_atomic(path, features.to_json())
@@ -238,7 +238,7 @@ def extract_many(
             except (EmollmError, OSError) as exc:
                 result.errors[index] = f"{type(exc).__name__}: {exc}"
                 continue
-            path = Path(cache_dir) / key[:2] / f"{key}.json"
+            path = Path(cache_dir).expanduser() / key[:2] / f"{key}.json"
             if path.is_file():
                 try:
                     result.features[index] = ProsodyFeatures.from_dict(json.loads(path.read_text()))

@@ -111,8 +111,9 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
       (on CUDA through TRL's fused LM head; elsewhere, where that kernel scores every prompt position too,
       from the completion's logits only, see :func:`completion_logps`);
     - ``_generate_and_score_completions`` / ``_compute_loss``: carry each row's encoder frames with it
-      through TRL's shuffling and splitting, so the right frames meet the right completions. They also log
-      ``parse_failure_rate`` (completions that name no label) and ``generate_seconds``.
+      through TRL's shuffling and splitting, so the right frames meet the right completions;
+    - ``_calculate_rewards``: also logs ``parse_failure_rate`` (completions that name no label);
+      ``_generate_single_turn`` logs ``generate_seconds``.
 
     Args:
         base_model: Name or path of the base LLM, recorded in checkpoints.
