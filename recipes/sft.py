@@ -174,7 +174,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
 
     # 4. Train: LoRA weights and projectors move, the base model and encoders do not
     model = prepare_for_training(
-        lm.model, get_peft_config(model_args), gradient_checkpointing=training_args.gradient_checkpointing
+        lm.model, get_peft_config(model_args), gradient_checkpointing=training_args.activation_checkpointing
     )
     logger.warning("parameters: %s", json.dumps(count_parameters(model)))
     reasoner_settings = {

@@ -136,7 +136,7 @@ def grpo_args(tmp_path, **kw):
         save_strategy="no",
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         disable_tqdm=True,
         logging_steps=1,
         seed=0,

@@ -69,7 +69,7 @@ def sft_args(tmp_path, **kw):
         save_strategy="no",
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         disable_tqdm=True,
         seed=0,
     )
