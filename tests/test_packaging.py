@@ -23,5 +23,6 @@ def test_wheel_contains_prompts_and_entry_point(tmp_path):
     assert list_strategies()
     for strategy in list_strategies():
         assert f"emollm/prompts/{strategy}.jinja" in names
+    assert "emollm/modeling/encoders/prosody_frames.py" in names  # subpackages ship too
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "emollm = emollm.cli:main" in archive.read(entry_points).decode()
