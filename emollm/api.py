@@ -31,7 +31,14 @@ from emollm.errors import ConfigError
 from emollm.labels import LabelSet, get_label_set
 from emollm.modeling.base import DEFAULT_MODEL
 from emollm.parsing import parse_completion
-from emollm.prompting import SYSTEM_PROMPT, answer_prefix, load_template, render_prompt, render_user_message
+from emollm.prompting import (
+    SYSTEM_PROMPT,
+    answer_prefix,
+    load_template,
+    render_prompt,
+    render_user_message,
+    template_digest,
+)
 
 MODES = ("score", "generate", "both")
 
@@ -446,6 +453,7 @@ class EmotionReasoner:
             "model": self.lm.name,
             "labels": list(self.labels.labels),
             "strategy": self.strategy,
+            "template_sha256": template_digest(self.strategy),  # an edited template is another prompt
             "mode": self.mode,
             "context_turns": self.context_turns,
             "prosody": self.prosody,

@@ -28,6 +28,7 @@ prompt of a run starts with the same tokens and score mode computes that prefix 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,9 +56,8 @@ def list_strategies() -> list[str]:
     return sorted(path.stem for path in prompts_dir().glob("*.jinja"))
 
 
-@functools.lru_cache(maxsize=64)
-def load_template(strategy: str) -> jinja2.Template:
-    """The template for a strategy name or a path to a ``.jinja`` file.
+def template_path(strategy: str) -> Path:
+    """The ``.jinja`` file of a strategy name or path.
 
     Raises:
         ConfigError: for an unknown name or a missing file, listing the shipped strategies.
@@ -66,15 +66,41 @@ def load_template(strategy: str) -> jinja2.Template:
     if strategy.endswith(".jinja") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"prompt template file {strategy!r} does not exist")
-    else:
-        path = prompts_dir() / f"{strategy}.jinja"
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown prompt strategy {strategy!r}; accepted: {list_strategies()} or a path to a "
-                f".jinja file"
-            )
+        return path
+    path = prompts_dir() / f"{strategy}.jinja"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown prompt strategy {strategy!r}; accepted: {list_strategies()} or a path to a .jinja file"
+        )
+    return path
+
+
+def load_template(strategy: str) -> jinja2.Template:
+    """The template for a strategy name or a path to a ``.jinja`` file.
+
+    Compiled templates are cached by path and modification time, so an edited file is read again.
+
+    Raises:
+        ConfigError: for an unknown name or a missing file, listing the shipped strategies.
+    """
+    path = template_path(strategy)
+    stat = path.stat()
+    return _compile(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(path: str, mtime_ns: int, size: int) -> jinja2.Template:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-    return env.from_string(path.read_text(encoding="utf-8"))
+    return env.from_string(Path(path).read_text(encoding="utf-8"))
+
+
+def template_digest(strategy: str) -> str:
+    """First 16 hex digits of the SHA-256 of the template file: what the harness checks before resuming.
+
+    >>> len(template_digest("minimal"))
+    16
+    """
+    return hashlib.sha256(template_path(strategy).read_bytes()).hexdigest()[:16]
 
 
 def render_user_message(

@@ -99,6 +99,16 @@ def test_other_settings_are_refused_unless_overwrite(lm, manifest, tmp_path):
     assert result.predicted == 6 and len(read_rows(out)) == 6
 
 
+def test_an_edited_template_is_refused_before_resuming(lm, manifest, tmp_path):
+    template = tmp_path / "mine.jinja"
+    template.write_text("Which of {{ labels | join(', ') }}? {{ transcript }}")
+    out = tmp_path / "run"
+    evaluate(config(manifest, out, strategy=str(template)), lm=lm, progress=False)
+    template.write_text("Pick one of {{ labels | join(', ') }}: {{ transcript }}")
+    with pytest.raises(ConfigError, match=r"template_sha256: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        evaluate(config(manifest, out, strategy=str(template)), lm=lm, progress=False)
+
+
 def test_generate_mode_counts_parse_failures_and_format(lm, manifest, tmp_path, monkeypatch):
     answers = iter(
         ["<think>a</think><answer>happy</answer>", "banana", "sad", "x", "y", "<answer>angry</answer>"]

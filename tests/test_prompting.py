@@ -2,7 +2,7 @@ import pytest
 
 from emollm.data.schema import Turn
 from emollm.errors import ConfigError
-from emollm.prompting import list_strategies, prompts_dir, render_prompt, render_user_message
+from emollm.prompting import list_strategies, prompts_dir, render_prompt, render_user_message, template_digest
 
 
 def test_templates_are_found_and_listed():
@@ -44,6 +44,17 @@ def test_user_template_by_path(tmp_path):
         render_user_message(str(path), transcript="ok", labels=["sad", "angry"])
         == "Say one of sad/angry for: ok"
     )
+
+
+def test_an_edited_template_file_is_read_again(tmp_path):
+    path = tmp_path / "mine.jinja"
+    path.write_text("First: {{ transcript }}")
+    before = template_digest(str(path))
+    assert render_user_message(str(path), transcript="ok", labels="ravdess8") == "First: ok"
+    path.write_text("Second version: {{ transcript }}")  # a researcher edits the file mid-session
+    assert render_user_message(str(path), transcript="ok", labels="ravdess8") == "Second version: ok"
+    assert template_digest(str(path)) != before
+    assert template_digest("minimal") == template_digest(str(prompts_dir() / "minimal.jinja"))
 
 
 def test_bad_strategy_and_window():
