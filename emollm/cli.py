@@ -135,6 +135,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from emollm.evaluation.bootstrap import compare_runs, comparison_markdown
+
+    comparison = compare_runs(
+        args.run_a, args.run_b, n_resamples=args.resamples, level=args.level, seed=args.seed
+    )
+    print(json.dumps(comparison, indent=2) if args.json else comparison_markdown(comparison))
+    return 0
+
+
 def _cmd_prosody(args: argparse.Namespace) -> int:
     from emollm.prosody.describe import describe
     from emollm.prosody.measure import MeasureConfig
@@ -261,6 +271,17 @@ def make_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    compare = sub.add_parser(
+        "compare", help="paired bootstrap of two evaluation folders: B - A per metric, interval, p-value"
+    )
+    compare.add_argument("run_a", help="evaluation folder A (e.g. before GRPO)")
+    compare.add_argument("run_b", help="evaluation folder B, same utterances (e.g. after GRPO)")
+    compare.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    compare.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(func=_cmd_compare)
 
     prosody = sub.add_parser(
         "prosody", help="align, measure and describe the prosody of one audio file (vowel by vowel)"

@@ -10,6 +10,7 @@ MODULES = [
     "emollm.parsing",
     "emollm.prompting",
     "emollm.evaluation.metrics",
+    "emollm.evaluation.bootstrap",
     "emollm.modeling.encoders",
     "emollm.modeling.encoders.prosody_frames",
     "emollm.modeling.encoders.vision",

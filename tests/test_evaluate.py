@@ -60,6 +60,8 @@ def test_writes_every_output_and_metrics_match_the_predictions(lm, manifest, tmp
     assert result.predicted == 6 and summary["n"] == 6
     report = (out / "report.md").read_text()
     assert "| chance |" in report and "| majority |" in report and "(unparsed)" in report
+    low, high = summary["ci95"]["wa"]
+    assert low <= correct / 6 <= high and "95% bootstrap intervals" in report
 
 
 def test_interrupted_run_resumes_without_duplicates(lm, manifest, tmp_path, monkeypatch):

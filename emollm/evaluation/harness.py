@@ -6,8 +6,8 @@ One run writes one output folder:
 ``config.json``        the run's settings (what decides the predictions) and the emollm version
 ``predictions.jsonl``  one JSON row per utterance, appended and flushed batch by batch as they are made
 ``metrics.json``       WA, UA, weighted/macro F1, parse failures, format compliance, mean true-label
-                       probability (score mode), per-class scores, the confusion matrix, the chance and
-                       majority baselines and the timing
+                       probability (score mode), per-class scores, the confusion matrix, 95% bootstrap
+                       intervals (``ci95``), the chance and majority baselines and the timing
 ``report.md``          the same as Markdown tables
 ``confusion.png``      the confusion matrix
 =====================  ===================================================================================
@@ -474,6 +474,7 @@ def encode_utterances(
 
 
 def _score(rows: list[dict], label_set, train_labels, mode: str):
+    from emollm.evaluation.bootstrap import bootstrap_ci
     from emollm.evaluation.metrics import baselines, compute_metrics
 
     gold = [row["gold"] for row in rows]
@@ -484,9 +485,11 @@ def _score(rows: list[dict], label_set, train_labels, mode: str):
         probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float round-off
     metrics = compute_metrics(gold, pred, label_set, probabilities=probabilities)
     baseline = baselines(gold, label_set, train_labels=train_labels)
+    ci95 = bootstrap_ci(gold, pred, label_set, n_resamples=1000, level=0.95, seed=0)
     generated = [row for row in rows if row.get("completion") is not None]
     summary = {
         "metrics": metrics.to_dict(),
+        "ci95": {name: list(bounds) for name, bounds in ci95.items()},  # bootstrap over utterances
         "baselines": {name: b.to_dict() for name, b in baseline.items()},
         "format_ok_rate": (
             sum(bool(row["format_ok"]) for row in generated) / len(generated) if generated else None
@@ -515,6 +518,12 @@ def _report(summary: dict, metrics, baseline: dict, label_set) -> str:
         "## Scores next to the baselines",
         "",
         summary_markdown({"model": metrics, **baseline}),
+        "",
+        "95% bootstrap intervals of the model's scores (1000 resamples of the utterances): "
+        + ", ".join(
+            f"{name} {100 * low:.1f}-{100 * high:.1f}" for name, (low, high) in summary["ci95"].items()
+        )
+        + ". Compare two runs on the same utterances with `emollm compare A B`.",
         "",
         "## The model, per class",
         "",
