@@ -183,7 +183,8 @@ def egemaps_peer(train: Sequence, dev: Sequence, *, cache_dir: str | None, worke
     groups = np.array([u.speaker for u in train])
     best, cv = choose_c(make_model, matrix[:n_train], y[:n_train], groups, grid, folds, accuracy_score)
     model = make_model(best).fit(matrix[:n_train], y[:n_train])
-    metrics = compute_metrics(list(y[n_train:]), list(model.predict(matrix[n_train:])), "ravdess8")
+    predicted = [str(label) for label in model.predict(matrix[n_train:])]
+    metrics = compute_metrics(list(y[n_train:]), predicted, "ravdess8")
     details = {
         "n_features": len(names),
         "chosen_c": best,
@@ -191,6 +192,7 @@ def egemaps_peer(train: Sequence, dev: Sequence, *, cache_dir: str | None, worke
         "cv": f"GroupKFold({min(folds, len(set(groups)))}) by actor over the training actors, mean WA",
         "features_s": round(features_s, 1),
         "fit_s": round(time.perf_counter() - fit_start, 1),
+        "predictions": dict(zip([u.id for u in dev], predicted)),  # for paired comparisons with the LLM rows
     }
     return metrics, details
 

@@ -139,7 +139,8 @@ def main() -> None:
     baselines = baseline_rows([u.label for u in dev], LABELS, [u.label for u in train])
     peer, both = results.rows.get(PEER), results.rows.get(ROUTES["both"])
     gap = None if not (peer and both) else both["wa"] - peer["wa"]
-    results.write(baselines_full_dev=baselines, gap_both_minus_peer_wa=gap)
+    paired = paired_with_peer(peer, both, dev)
+    results.write(baselines_full_dev=baselines, gap_both_minus_peer_wa=gap, paired_both_vs_peer=paired)
 
     print()
     print(f"{facts['train']} -> {facts['dev']}; 8 classes; SFT rows evaluated on {eval_n} dev clips")
@@ -169,7 +170,39 @@ def main() -> None:
         print(f"**(c) both {verdict} the peer: WA gap {100 * gap:+.1f} points**")
         if both["n"] != peer["n"]:
             print(f"(on different clips: (c) on {both['n']}, the peer on {peer['n']}; use no --eval-limit)")
+    if paired is None:
+        print(
+            "paired bootstrap (c) vs peer: needs the peer's predictions (--rows peer --overwrite) and (c)'s"
+        )
+    else:
+        wa = paired["metrics"]["wa"]
+        print(
+            f"paired bootstrap on {paired['n']} clips, (c) - peer: WA {100 * wa['diff']:+.1f}, 95% interval "
+            f"[{100 * wa['low']:+.1f}, {100 * wa['high']:+.1f}], p {wa['p']:.3f}"
+        )
     print(f"wrote {args.out}")
+
+
+def paired_with_peer(peer: dict | None, both: dict | None, dev) -> dict | None:
+    """Paired bootstrap of (c) against the peer on the clips both predicted (None without both)."""
+    from dataclasses import asdict
+
+    from emollm.evaluation.bootstrap import paired_bootstrap
+    from emollm.evaluation.harness import _read_predictions
+
+    if not (peer and both and peer.get("predictions")):
+        return None
+    rows = _read_predictions(Path(both["output_dir"]) / "eval-dev" / "predictions.jsonl")
+    shared = [u for u in dev if u.id in rows and u.id in peer["predictions"]]
+    if not shared:
+        return None
+    result = paired_bootstrap(
+        [u.label for u in shared],
+        [peer["predictions"][u.id] for u in shared],
+        [rows[u.id]["label"] for u in shared],
+        LABELS,
+    )
+    return {"n": len(shared), "metrics": {name: asdict(r) for name, r in result.items()}}
 
 
 if __name__ == "__main__":
