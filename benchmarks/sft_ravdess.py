@@ -19,7 +19,9 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
   theirs, 2: 210 steps of batch 8).
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
-and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer). The JSON is rewritten
+and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer), with its paired-bootstrap
+interval and p-value (:mod:`emollm.evaluation.bootstrap`; the peer row keeps its predictions for this, rows
+made before it did need ``--rows peer --overwrite``). The JSON is rewritten
 after every row; a rerun skips rows already there with the same settings (``--overwrite`` recomputes them),
 and the recipe resumes an interrupted training from its last checkpoint. To train a route from scratch,
 delete its ``<output-root>/ravdess-<route>`` folder.
