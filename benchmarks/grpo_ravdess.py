@@ -85,6 +85,7 @@ def main() -> None:
             "sft_dir": str(sft_dir),
             "grpo_dir": str(grpo_dir),
             "evaluations": summary["evaluations"],
+            "after_minus_before": summary.get("after_minus_before", {}),
             "grpo_step_s_mean": statistics.mean(times) if times else None,
             "grpo_logged_steps": len(times),
         }
@@ -115,6 +116,12 @@ def main() -> None:
             rate = after[0]["parse_failure_rate"]
             verdict = "meets" if rate < 0.01 else "does NOT meet"
             print(f"{route}: parse failures after GRPO {100 * rate:.1f}%: {verdict} the < 1% goal")
+        for name, metrics in row.get("after_minus_before", {}).items():
+            wa = metrics["wa"]
+            print(
+                f"{route}: {name} WA after - before {100 * wa['diff']:+.1f}, 95% interval "
+                f"[{100 * wa['low']:+.1f}, {100 * wa['high']:+.1f}], p {wa['p']:.3f} (paired bootstrap)"
+            )
         if row["grpo_step_s_mean"] is not None:
             print(
                 f"{route}: {row['grpo_step_s_mean']:.1f} s per GRPO step "

@@ -16,7 +16,7 @@ learning. For example, on RAVDESS:
 Interrupted? Run the same command again: training resumes from the last checkpoint in ``output_dir`` and the
 evaluations resume their predictions. Results: ``output_dir/eval-{before,after}-<data>-<split>/`` (the
 harness's folders) and ``output_dir/grpo_summary.json`` (WA, UA, macro F1 and parse failures, before and
-after, in-domain and cross-domain).
+after, in-domain and cross-domain, and each change with its paired-bootstrap interval).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from sft import ROUTES, AdapterArguments, check_resumable, finished, training_ut
 from emollm.api import EmotionReasoner  # noqa: E402
 from emollm.data import load_corpus  # noqa: E402
 from emollm.errors import ConfigError  # noqa: E402
+from emollm.evaluation.bootstrap import compare_runs  # noqa: E402
 from emollm.evaluation.harness import (  # noqa: E402
     CORPUS_LABELS,
     EvalConfig,
@@ -232,6 +233,11 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         summary["evaluations"][f"after/{name}"] = run_evaluation(
             lm, script_args, training_args, data, split, out / f"eval-after-{name}", str(out), note
         )
+    # after - before on the same utterances, with paired-bootstrap intervals (is the change noise?)
+    summary["after_minus_before"] = {
+        name: compare_runs(out / f"eval-before-{name}", out / f"eval-after-{name}")["metrics"]
+        for name in evaluations
+    }
     write_text_atomic(out / "grpo_summary.json", json.dumps(summary, indent=2) + "\n")
     print(summary_table(summary))
 
@@ -317,6 +323,13 @@ def summary_table(summary: dict) -> str:
             f"| {name} ({row['note']}) | {when} | {row['n']} | {100 * row['wa']:.1f} | "
             f"{100 * row['ua']:.1f} | {100 * row['macro_f1']:.1f} | {failures:.1f} | {fmt} |"
         )
+    for name, metrics in summary.get("after_minus_before", {}).items():
+        changes = [
+            f"{metric} {100 * r['diff']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}] p {r['p']:.3f}"
+            for metric, r in metrics.items()
+            if metric in ("wa", "ua", "macro_f1")
+        ]
+        lines.append(f"\nafter - before, {name} (paired bootstrap, 95%): " + "; ".join(changes))
     return "\n".join(lines)
 
 

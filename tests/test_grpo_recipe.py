@@ -117,6 +117,10 @@ def test_text_route_from_a_base_model(recipe, tiny_model_dir, speech_manifest, t
     after = summary["evaluations"][f"after/{manifest}-dev"]
     assert after["n"] == 4 and 0.0 <= after["parse_failure_rate"] <= 1.0 and after["note"] == "in-domain"
     assert summary["evaluations"][f"after/{manifest}-test"]["note"] == "cross-domain"
+    before = summary["evaluations"][f"before/{manifest}-dev"]
+    change = summary["after_minus_before"][f"{manifest}-dev"]["wa"]  # paired bootstrap of the two folders
+    assert change["diff"] == pytest.approx(after["wa"] - before["wa"]) and change["low"] <= change["high"]
+    assert set(summary["after_minus_before"]) == {f"{manifest}-dev", f"{manifest}-test"}
     predictions = (out / f"eval-after-{manifest}-dev" / "predictions.jsonl").read_text().splitlines()
     assert len(predictions) == 4
     saved = json.loads((out / "emollm_config.json").read_text())
