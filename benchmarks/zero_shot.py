@@ -12,6 +12,10 @@ Grid:
 - MELD dev (1109 utterances, 7 classes, no audio in ../shared): the three strategies x two modes, with
   context 0 and 4 turns. With no audio, ``acoustic`` runs as its text-only form.
 
+Each row carries its WA's 95% bootstrap interval; at the end, every acoustic run is compared with its
+no-prosody twin on the same utterances (paired bootstrap: the description's effect on WA, its interval and
+p-value; :mod:`emollm.evaluation.bootstrap`).
+
 ``--limit N`` draws N utterances per run (seeded), for a quicker, noisier table; ``--generate-limit``
 does that for generate-mode runs only (they cost ~100x more on a CPU).
 
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 "run": name,
                 "n": m.n,
                 "wa": m.wa,
+                "wa_ci95": result.summary["ci95"]["wa"],
                 "ua": m.ua,
                 "weighted_f1": m.weighted_f1,
                 "macro_f1": m.macro_f1,
@@ -120,11 +125,33 @@ def main(argv: list[str] | None = None) -> int:
         _write(args, rows)  # after every run, so a stopped benchmark still leaves its finished rows
 
     print("\n" + _table(rows))
+    effects = prosody_effects(rows)
+    for name, wa in effects.items():
+        print(
+            f"{name}: acoustic with - without the description, WA {100 * wa['diff']:+.1f}, 95% interval "
+            f"[{100 * wa['low']:+.1f}, {100 * wa['high']:+.1f}], p {wa['p']:.3f} (paired bootstrap)"
+        )
+    _write(args, rows, prosody_effect_wa=effects)
     print(f"wrote {args.out}")
     return 0
 
 
-def _write(args: argparse.Namespace, rows: list[dict]) -> None:
+def prosody_effects(rows: list[dict]) -> dict[str, dict]:
+    """What the description adds: paired bootstrap of acoustic vs acoustic-no-prosody, per run pair done."""
+    from emollm.evaluation.bootstrap import compare_runs
+
+    done = {r["run"]: r["output"] for r in rows}
+    effects = {}
+    for name, without in done.items():
+        if "/acoustic-no-prosody/" not in name:
+            continue
+        with_name = name.replace("/acoustic-no-prosody/", "/acoustic/")
+        if with_name in done:
+            effects[with_name] = compare_runs(without, done[with_name])["metrics"]["wa"]
+    return effects
+
+
+def _write(args: argparse.Namespace, rows: list[dict], **extra) -> None:
     facts = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -137,21 +164,25 @@ def _write(args: argparse.Namespace, rows: list[dict]) -> None:
         "dtype": args.dtype,
         "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
     }
-    write_text_atomic(args.out, json.dumps({"facts": facts, "rows": rows}, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps({"facts": facts, "rows": rows, **extra}, indent=2) + "\n")
 
 
 def _table(rows: list[dict]) -> str:
     def pct(value):
         return "-" if value is None else f"{100 * value:.1f}"
 
+    def interval(bounds):
+        return "-" if not bounds else f"{100 * bounds[0]:.1f}-{100 * bounds[1]:.1f}"
+
     lines = [
-        "| run | n | WA % | UA % | wF1 % | mF1 % | unparsed % | format ok % | p(true) % | chance WA % "
-        "| majority WA % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | n | WA % | WA 95% interval | UA % | wF1 % | mF1 % | unparsed % | format ok % | p(true) % "
+        "| chance WA % | majority WA % |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['run']} | {r['n']} | {pct(r['wa'])} | {pct(r['ua'])} | {pct(r['weighted_f1'])} | "
+            f"| {r['run']} | {r['n']} | {pct(r['wa'])} | {interval(r.get('wa_ci95'))} | {pct(r['ua'])} | "
+            f"{pct(r['weighted_f1'])} | "
             f"{pct(r['macro_f1'])} | {pct(r['parse_failure_rate'])} | {pct(r['format_ok_rate'])} | "
             f"{pct(r['mean_true_prob'])} | {pct(r['chance_wa'])} | {pct(r['majority_wa'])} |"
         )
