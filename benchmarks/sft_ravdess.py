@@ -190,11 +190,11 @@ def paired_with_peer(peer: dict | None, both: dict | None, dev) -> dict | None:
     from dataclasses import asdict
 
     from emollm.evaluation.bootstrap import paired_bootstrap
-    from emollm.evaluation.harness import _read_predictions
+    from emollm.evaluation.harness import read_predictions
 
     if not (peer and both and peer.get("predictions")):
         return None
-    rows = _read_predictions(Path(both["output_dir"]) / "eval-dev" / "predictions.jsonl")
+    rows = read_predictions(Path(both["output_dir"]) / "eval-dev" / "predictions.jsonl")
     shared = [u for u in dev if u.id in rows and u.id in peer["predictions"]]
     if not shared:
         return None

@@ -34,10 +34,9 @@ from emollm.parsing import parse_completion
 from emollm.prompting import (
     SYSTEM_PROMPT,
     answer_prefix,
-    load_template,
+    read_template,
     render_prompt,
     render_user_message,
-    template_digest,
 )
 
 MODES = ("score", "generate", "both")
@@ -152,7 +151,9 @@ class EmotionReasoner:
             )
         if context_turns is not None and context_turns < 0:
             raise ConfigError(f"context_turns must be >= 0 or None, got {context_turns}")
-        load_template(strategy)  # fails early, listing the shipped strategies
+        # read once (fails early, listing the shipped strategies): later edits of the file do not change
+        # this reasoner's prompts, and the digest it records names exactly the template it renders
+        self._template, self.template_sha256 = read_template(strategy)
         if isinstance(normalizer, (str, Path)):
             from emollm.prosody.normalize import ProsodyNormalizer
 
@@ -246,7 +247,7 @@ class EmotionReasoner:
         return self._content_free
 
     def _message(self, **fields) -> str:
-        return render_user_message(self.strategy, labels=self.labels, **fields)
+        return render_user_message(self._template, labels=self.labels, **fields)
 
     def build_prompt(
         self,
@@ -260,7 +261,7 @@ class EmotionReasoner:
         """The full prompt (chat template included); ``for_scoring`` adds the answer prefix."""
         return render_prompt(
             self.lm.tokenizer,
-            self.strategy,
+            self._template,
             system=self.system,
             for_scoring=for_scoring,
             transcript=transcript,
@@ -453,7 +454,7 @@ class EmotionReasoner:
             "model": self.lm.name,
             "labels": list(self.labels.labels),
             "strategy": self.strategy,
-            "template_sha256": template_digest(self.strategy),  # an edited template is another prompt
+            "template_sha256": self.template_sha256,  # an edited template is another prompt
             "mode": self.mode,
             "context_turns": self.context_turns,
             "prosody": self.prosody,

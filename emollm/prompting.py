@@ -76,9 +76,10 @@ def template_path(strategy: str) -> Path:
 
 
 def load_template(strategy: str) -> jinja2.Template:
-    """The template for a strategy name or a path to a ``.jinja`` file.
+    """The template for a strategy name or a path to a ``.jinja`` file, as the file is now.
 
-    Compiled templates are cached by path and modification time, so an edited file is read again.
+    Compiled templates are cached by path, modification time and size, so an edited file is read again.
+    An :class:`~emollm.api.EmotionReasoner` pins its template when it is built (:func:`read_template`).
 
     Raises:
         ConfigError: for an unknown name or a missing file, listing the shipped strategies.
@@ -90,8 +91,26 @@ def load_template(strategy: str) -> jinja2.Template:
 
 @functools.lru_cache(maxsize=64)
 def _compile(path: str, mtime_ns: int, size: int) -> jinja2.Template:
+    return _from_source(Path(path).read_text(encoding="utf-8"))
+
+
+def _from_source(source: str) -> jinja2.Template:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-    return env.from_string(Path(path).read_text(encoding="utf-8"))
+    return env.from_string(source)
+
+
+def read_template(strategy: str) -> tuple[jinja2.Template, str]:
+    """The compiled template and :func:`template_digest` of the same read of the file.
+
+    What a reasoner renders is then exactly what its recorded digest names, whatever happens to the file
+    later (an edit during a long evaluation does not mix two prompts into one run).
+    """
+    source = template_path(strategy).read_bytes()
+    return _from_source(source.decode("utf-8")), _digest(source)
+
+
+def _digest(source: bytes) -> str:
+    return hashlib.sha256(source).hexdigest()[:16]
 
 
 def template_digest(strategy: str) -> str:
@@ -100,11 +119,11 @@ def template_digest(strategy: str) -> str:
     >>> len(template_digest("minimal"))
     16
     """
-    return hashlib.sha256(template_path(strategy).read_bytes()).hexdigest()[:16]
+    return _digest(template_path(strategy).read_bytes())
 
 
 def render_user_message(
-    strategy: str,
+    strategy: str | jinja2.Template,
     *,
     transcript: str | None,
     labels: str | LabelSet | Sequence[str],
@@ -118,7 +137,7 @@ def render_user_message(
     """Render a template to the user message text (no chat formatting).
 
     Args:
-        strategy: Template name (see :func:`list_strategies`) or path.
+        strategy: Template name (see :func:`list_strategies`) or path, or a compiled template.
         transcript: What was said; None or "" renders as an unknown transcript.
         labels: Label-set name, LabelSet or list of labels to offer.
         context: Earlier turns (objects with ``speaker`` and ``text``, or dicts), oldest first.
@@ -141,7 +160,8 @@ def render_user_message(
             raise ConfigError(f"context_turns must be >= 0, got {context_turns}")
         turns = turns[len(turns) - context_turns :] if context_turns else []
     turns = [t if isinstance(t, dict) else {"speaker": t.speaker, "text": t.text} for t in turns]
-    text = load_template(strategy).render(
+    template = strategy if isinstance(strategy, jinja2.Template) else load_template(strategy)
+    text = template.render(
         transcript=transcript or "(transcript unknown)",
         labels=list(get_label_set(labels).labels),
         context=turns,
@@ -165,13 +185,18 @@ def answer_prefix(message: str) -> str:
 
 
 def render_prompt(
-    tokenizer, strategy: str, *, system: str | None = SYSTEM_PROMPT, for_scoring: bool = False, **fields
+    tokenizer,
+    strategy: str | jinja2.Template,
+    *,
+    system: str | None = SYSTEM_PROMPT,
+    for_scoring: bool = False,
+    **fields,
 ) -> str:
     """Render a template and wrap it in ``tokenizer``'s chat template, ready for generation.
 
     Args:
         tokenizer: A tokenizer; one without a chat template gets the plain message and a newline.
-        strategy: Template name or path (see :func:`load_template`).
+        strategy: Template name or path (see :func:`load_template`), or a compiled template.
         system: The system message; None for none.
         for_scoring: Append :func:`answer_prefix` so the prompt ends where the label starts (score mode).
         **fields: Passed to :func:`render_user_message`.

@@ -237,6 +237,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     summary["after_minus_before"] = {
         name: compare_runs(out / f"eval-before-{name}", out / f"eval-after-{name}")["metrics"]
         for name in evaluations
+        if f"before/{name}" in summary["evaluations"]  # none with --eval_before false
     }
     write_text_atomic(out / "grpo_summary.json", json.dumps(summary, indent=2) + "\n")
     print(summary_table(summary))

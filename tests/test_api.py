@@ -126,3 +126,15 @@ def test_calibration_divides_by_the_content_free_distribution(lm, tiny_model, ti
     expected = (scores[0] - free[0]).softmax(-1)
     assert torch.allclose(torch.tensor(list(pred.distribution.values())), expected, atol=1e-6)
     assert not torch.allclose(expected, scores[0].softmax(-1), atol=1e-3)  # calibration changed something
+
+
+def test_a_reasoner_keeps_the_template_it_was_built_with(lm, tmp_path):
+    template = tmp_path / "mine.jinja"
+    template.write_text("Which of {{ labels | join(', ') }}? {{ transcript }}")
+    reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy=str(template), mode="score")
+    before = (reasoner.build_prompt("hi"), reasoner.settings()["template_sha256"])
+    template.write_text("Pick one of {{ labels | join(', ') }}: {{ transcript }}")  # edited mid-run
+    assert (reasoner.build_prompt("hi"), reasoner.settings()["template_sha256"]) == before
+    fresh = EmotionReasoner(lm, labels=["happy", "sad"], strategy=str(template), mode="score")
+    assert "Pick one of happy, sad: hi" in fresh.build_prompt("hi")
+    assert fresh.settings()["template_sha256"] != before[1]

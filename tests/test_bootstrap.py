@@ -106,3 +106,30 @@ def test_compare_runs_pairs_utterances_by_id(tmp_path, capsys):
         compare_runs(a, other)
     assert main(["compare", str(a), str(tmp_path / "nope")]) == 2
     assert "not an evaluation folder" in capsys.readouterr().err
+
+
+def test_comparing_a_run_still_writing_leaves_its_file_alone(tmp_path):
+    gold, pred = random_predictions(20, 3)
+    a = write_run(tmp_path / "a", gold, pred)
+    b = write_run(tmp_path / "b", gold, pred)
+    predictions = b / "predictions.jsonl"
+    with open(predictions, "a") as handle:
+        handle.write('{"id": "u20", "gold": "sad", "lab')  # the writer is mid-line
+    size = predictions.stat().st_size
+    assert compare_runs(a, b)["n"] == 20
+    assert predictions.stat().st_size == size  # nothing cut: the writer's line stays whole
+
+
+def test_malformed_folders_are_one_line_errors(tmp_path, capsys):
+    gold, pred = random_predictions(10, 4)
+    a = write_run(tmp_path / "a", gold, pred)
+    broken = write_run(tmp_path / "broken", gold, pred)
+    (broken / "config.json").write_text('{"emollm": "0.1.0"}')
+    with pytest.raises(DataError, match="needs settings.labels"):
+        compare_runs(a, broken)
+    rowless = write_run(tmp_path / "rowless", gold, pred)
+    (rowless / "predictions.jsonl").write_text('{"id": "u0", "gold": "sad"}\n')
+    with pytest.raises(DataError, match="rows without 'gold' and 'label'"):
+        compare_runs(a, rowless)
+    assert main(["compare", str(a), str(broken)]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -9,8 +9,9 @@ over the gold classes present in the resample, undefined precision or recall cou
 - :func:`bootstrap_ci`: a confidence interval for each metric of one set of predictions.
 - :func:`paired_bootstrap`: two sets of predictions on the same utterances (the same resample for both, so
   utterance difficulty cancels out): the difference ``b - a``, its interval and a two-sided p-value,
-  ``2 * min(P(d* <= 0), P(d* >= 0))`` over the resampled differences ``d*`` (the share of resamples on the
-  other side of zero, doubled). An interval that excludes 0 is a difference at that level.
+  ``2 * (min(#(d* <= 0), #(d* >= 0)) + 1) / (B + 1)`` over the ``B`` resampled differences ``d*`` (the
+  share of resamples on the other side of zero, doubled; the +1s keep it from being 0, so with 1000
+  resamples the smallest p is 0.002). An interval that excludes 0 is a difference at that level.
 - :func:`compare_runs`: :func:`paired_bootstrap` on two evaluation folders of the harness.
 
 Resampling utterances treats them as independent; clips of one speaker are not, so with few speakers the
@@ -101,8 +102,9 @@ def _encode(y_true, predictions: Sequence[Sequence], labels):
 
 
 def _draws(n: int, n_resamples: int, level: float, seed: int):
-    if not isinstance(n_resamples, int) or n_resamples < 1:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    n_resamples = int(n_resamples)
     if not 0 < level < 1:
         raise ConfigError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}")
     rng = np.random.default_rng(seed)
@@ -181,14 +183,15 @@ def paired_bootstrap(
     for m in METRICS:
         d = np.concatenate(diffs[m])
         low, high = _interval(d, level)
-        p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+        below, above = int(np.sum(d <= 0)), int(np.sum(d >= 0))
+        p = min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1))  # never 0: at least 2 / (B + 1)
         a, b = float(point_a[m][0]), float(point_b[m][0])
         out[m] = PairedResult(a=a, b=b, diff=b - a, low=low, high=high, p=p)
     return out
 
 
 def _load_run(folder: Path) -> tuple[list[str], dict[str, dict]]:
-    from emollm.evaluation.harness import _read_predictions
+    from emollm.evaluation.harness import read_predictions
 
     config = folder / "config.json"
     predictions = folder / "predictions.jsonl"
@@ -197,8 +200,15 @@ def _load_run(folder: Path) -> tuple[list[str], dict[str, dict]]:
             f"{folder} is not an evaluation folder (needs config.json and predictions.jsonl from "
             f"`emollm evaluate`)"
         )
-    labels = json.loads(config.read_text(encoding="utf-8"))["settings"]["labels"]
-    return labels, _read_predictions(predictions)
+    try:
+        labels = json.loads(config.read_text(encoding="utf-8"))["settings"]["labels"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{config} is not a harness config (needs settings.labels): {exc!r}") from exc
+    rows = read_predictions(predictions)  # read only: the run may still be writing
+    bad = [uid for uid, row in rows.items() if not {"gold", "label"} <= set(row)]
+    if bad:
+        raise DataError(f"{predictions}: rows without 'gold' and 'label' (e.g. {bad[0]!r})")
+    return labels, rows
 
 
 def compare_runs(

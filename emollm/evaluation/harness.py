@@ -273,7 +273,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
     bar.close()
     seconds = time.perf_counter() - start
 
-    rows = _read_predictions(predictions_path)
+    rows = read_predictions(predictions_path, repair=True)
     ordered = [rows[u.id] for u in utterances]
     train_labels = _train_labels(config, label_set)
     metrics, baseline, summary = _score(ordered, label_set, train_labels, config.mode)
@@ -325,11 +325,16 @@ def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> set[str]:
     write_text_atomic(
         config_path, json.dumps({"emollm": emollm.__version__, "settings": settings}, indent=2) + "\n"
     )
-    return set(_read_predictions(predictions)) if predictions.is_file() else set()
+    return set(read_predictions(predictions, repair=True)) if predictions.is_file() else set()
 
 
-def _read_predictions(path: Path) -> dict[str, dict]:
-    """Rows of ``predictions.jsonl`` by id. A half-written last line (an interrupted run) is cut off."""
+def read_predictions(path: Path, *, repair: bool = False) -> dict[str, dict]:
+    """Rows of ``predictions.jsonl`` by id, up to the first incomplete line.
+
+    A half-written last line (an interrupted run, or a run still writing) is left out. With ``repair``
+    (the harness, before it appends to the file) it is also cut off the file; a reader of another process's
+    folder must not repair, or it would cut a line that process is still writing.
+    """
     rows: dict[str, dict] = {}
     if not path.is_file():
         return rows
@@ -344,7 +349,7 @@ def _read_predictions(path: Path) -> dict[str, dict]:
             break
         rows[row["id"]] = row
         good += len(line)
-    if good < len(data):
+    if good < len(data) and repair:
         logger.warning("%s: dropping a half-written last line from an interrupted run", path)
         with open(path, "r+b") as handle:
             handle.truncate(good)
