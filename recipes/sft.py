@@ -78,7 +78,10 @@ class ScriptArguments:
     prosody_style: str = field(default="vowel", metadata={"help": "vowel or utterance description"})
     train_limit: int | None = field(default=None, metadata={"help": "train on N utterances (seeded draw)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate N utterances (seeded draw)"})
-    eval_mode: str = field(default="score", metadata={"help": "score or generate for the final evaluation"})
+    eval_mode: str = field(
+        default="score",
+        metadata={"help": "score or generate for the final evaluation (generate for a reasoning target)"},
+    )
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
 
@@ -223,6 +226,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
 
     # 6. Evaluate the trained model with the harness; metrics land next to the checkpoint
     lm.model = trainer.model.eval()
+    if script_args.target == "reasoning" and script_args.eval_mode == "score":
+        logger.warning(
+            "scoring a model trained to reason first: score mode puts the label right after <answer>, "
+            "without the rationale it learned to write, and can understate it badly (on RAVDESS the "
+            "text route's reasoning checkpoint scored one class only); --eval_mode generate measures "
+            "what it was trained to do (the GRPO recipe evaluates in generate mode)"
+        )
     config = EvalConfig(
         data=script_args.dataset,
         split=script_args.eval_split,
