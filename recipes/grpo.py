@@ -52,7 +52,7 @@ from emollm.modeling.base import load_base_model  # noqa: E402
 from emollm.modeling.checkpoint import is_checkpoint, load_checkpoint  # noqa: E402
 from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters  # noqa: E402
 from emollm.prompting import answer_prefix  # noqa: E402
-from emollm.training import count_parameters, prepare_for_training  # noqa: E402
+from emollm.training import count_parameters, make_completion, prepare_for_training  # noqa: E402
 from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples  # noqa: E402
 from emollm.training.rewards import REWARDS, get_reward_funcs  # noqa: E402
 
@@ -175,6 +175,24 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
     rows = build_grpo_examples(train, reasoner, prosody=descriptions, features=features)
     logger.warning("example prompt:\n%s", rows[0]["prompt"])
+    # the SFT cold start writes the template rationale: one cut before <answer> earns no reward at all
+    lengths = sorted(
+        len(lm.tokenizer(completion, add_special_tokens=False)["input_ids"]) + 1
+        for completion in (
+            make_completion(u.label, reasons=True, target="reasoning", transcript=u.transcript,
+                            prosody=descriptions.get(u.id))
+            for u in train
+        )
+    )  # fmt: skip
+    too_long = sum(n > training_args.max_completion_length for n in lengths)
+    if too_long:
+        logger.warning(
+            "%d of %d template rationales (what a reasoning-SFT start writes; median %d, longest %d tokens) "
+            "do not fit max_completion_length=%d: those completions end before <answer> and earn no reward. "
+            "Raise --max_completion_length to at least %d",
+            too_long, len(lengths), lengths[len(lengths) // 2], lengths[-1],
+            training_args.max_completion_length, lengths[-1] + 16,
+        )  # fmt: skip
 
     # 5. Evaluate the starting model, in-domain and cross-domain (resumes; skipped when already complete)
     evaluations = plan_evaluations(script_args, tokens_route)
