@@ -11,8 +11,9 @@ subprocesses, exactly as a user would type them:
    ``<think>template rationale</think><answer>label</answer>`` (the cold start GRPO needs);
 2. ``recipes/grpo.py --config recipes/configs/ravdess/grpo_<route>.yaml --model_name_or_path <that>
    --output_dir <root>/grpo/ravdess-<route>``: rewards ``format`` (0.5) + ``label`` (1.0), 2 prompts x 4
-   completions per step, 96-token completions (text route: 192); it evaluates the SFT checkpoint (before) and the GRPO model
-   (after) with the harness in generate mode, in-domain and (text route) on MELD dev, words only.
+   completions per step, 96-token completions (text route: 192); it evaluates the SFT checkpoint (before)
+   and the GRPO model (after) with the harness in generate mode, in-domain and (text route) on MELD dev,
+   words only.
 
 Both recipes resume, so an interrupted benchmark continues where it stopped; the numbers are read from the
 recipes' own outputs (``grpo_summary.json``, ``trainer_state.json``). The issue's goal: parse failures below
