@@ -1,0 +1,74 @@
+"""CUDA paths (marked gpu, skipped without CUDA): model, projector and frames placed on the GPU, TRL's fused
+LM head under pseudo-tokens, and a bf16 GRPO step. Each result is checked against the CPU path."""
+
+import pytest
+import torch
+from test_grpo import grpo_trainer, moved, snapshot
+from test_sft import FRAME_DIM, LABELS, frames, make_lm
+
+from emollm.modeling.emotion_lm import build_inputs_embeds
+from emollm.modeling.injection import PSEUDO_TOKEN_ID
+
+pytestmark = pytest.mark.gpu
+
+
+def test_scores_and_greedy_text_on_cuda_equal_cpu(tiny_tokenizer):
+    lm = make_lm(tiny_tokenizer, projector="mlp")
+    prompts = [f"<|im_start|>user\n{w} <|audio|><|im_end|>\n<|im_start|>assistant\n" for w in ("oh", "yay")]
+    features = [{"audio": frames()["u0"]}, {"audio": frames()["u3"]}]  # CPU tensors: the lm moves them
+    results = []
+    for device in ("cpu", "cuda"):
+        lm.model.to(device)
+        scores = lm.score(prompts, LABELS, features=features)
+        text = lm.generate(prompts, features=features, max_new_tokens=6)
+        results.append((scores.cpu(), text))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-4)
+    assert results[1][1] == results[0][1]
+
+
+def plain_head_logps(trainer, ids, mask, k):
+    """Per-token log-probs of the last ``k`` tokens from the model's own logits (no fused head)."""
+    model = trainer.model
+    text_mask = mask.bool() & (ids != PSEUDO_TOKEN_ID)
+    text_mask[:, ids.size(1) - k :] = False
+    embeds = build_inputs_embeds(model, ids, trainer._features(slice(None)), text_mask)
+    logits = model(inputs_embeds=embeds, attention_mask=mask).logits[:, -(k + 1) : -1].float()
+    logps = (logits / trainer.temperature).log_softmax(-1)
+    return logps.gather(-1, ids[:, -k:, None]).squeeze(-1)
+
+
+def test_the_fused_lm_head_under_pseudo_tokens_equals_the_plain_head(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer, projector="mlp")
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path, use_cpu=False, temperature=0.7)
+    assert next(trainer.model.parameters()).device.type == "cuda"
+    prompt = tiny_tokenizer("<|im_start|>user\nhear: ")["input_ids"] + [PSEUDO_TOKEN_ID] * 3
+    ids = torch.tensor([[0, *prompt, 5, 6, 7], [*prompt, 8, 9, 10, 11]], device="cuda")
+    mask = torch.ones_like(ids)
+    mask[0, 0] = 0  # left padding
+    g = torch.Generator().manual_seed(1)
+    trainer._frames = {
+        "audio_features": torch.randn(2, 4, FRAME_DIM, generator=g).cuda(),
+        "audio_mask": torch.ones(2, 4, dtype=torch.bool, device="cuda"),
+    }
+    with torch.no_grad():
+        fused, entropy, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, 3, compute_entropy=True
+        )
+        plain = plain_head_logps(trainer, ids, mask, 3)
+    torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+    assert entropy.shape == fused.shape and (entropy > 0).all()
+    trainer._frames["audio_features"][1] = torch.randn(4, FRAME_DIM, generator=g).cuda()  # row 1 only
+    with torch.no_grad():
+        other = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 3)[0]
+    assert torch.equal(other[0], fused[0]) and not torch.allclose(other[1], fused[1])
+
+
+def test_one_bf16_grpo_step_on_cuda_moves_lora_and_projector_only(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer, projector="mlp")
+    trainer = grpo_trainer(lm, tiny_tokenizer, tmp_path, use_cpu=False, bf16=True)
+    before = snapshot(trainer.model)
+    trainer.train()
+    changed = moved(before, trainer.model)
+    assert any("lora_B" in n for n in changed) and any("emollm_projectors" in n for n in changed)
+    assert all("lora_" in n or "emollm_projectors" in n for n in changed), changed
+    assert torch.isfinite(torch.tensor(trainer.state.log_history[0]["loss"]))
