@@ -86,6 +86,7 @@ def main() -> None:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     results = Results(args.out, facts, overwrite=args.overwrite)
 
