@@ -40,7 +40,9 @@ class Results:
     """A benchmark's JSON (``{"command", "facts", "rows": {name: row}}``), rewritten after every row.
 
     A row is skipped on a rerun when it is already there with the same ``settings`` (unless ``overwrite``);
-    a row made with other settings is computed again and replaced. Rows not run this time are kept.
+    a row made with other settings is computed again and replaced. Rows not run this time are kept. The
+    file's ``facts`` describe the last run's machine, so each row also keeps the facts of the run that made
+    it (``row["machine"]``): a file may hold rows from a CPU and from a GPU.
     """
 
     def __init__(self, path: str | Path, facts: dict, overwrite: bool = False):
@@ -59,8 +61,8 @@ class Results:
         return row.get("settings") == json.loads(json.dumps(settings))
 
     def add(self, name: str, row: dict) -> None:
-        """Store (or replace) a row and rewrite the file."""
-        self.rows[name] = row
+        """Store (or replace) a row, with this run's facts, and rewrite the file."""
+        self.rows[name] = {**row, "machine": self.facts}
         self.write()
 
     def write(self, **extra) -> None:
