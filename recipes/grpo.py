@@ -363,4 +363,8 @@ def make_parser(subparsers=None):
 if __name__ == "__main__":
     parser = make_parser()
     script_args, training_args, model_args, adapter_args = parser.parse_args_and_config()
-    main(script_args, training_args, model_args, adapter_args)
+    try:
+        main(script_args, training_args, model_args, adapter_args)
+    finally:
+        # a clean exit under accelerate launch (see recipes/sft.py)
+        PartialState().destroy_process_group()

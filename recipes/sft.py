@@ -27,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -309,4 +310,9 @@ def make_parser(subparsers=None):
 if __name__ == "__main__":
     parser = make_parser()
     script_args, training_args, model_args, adapter_args = parser.parse_args_and_config()
-    main(script_args, training_args, model_args, adapter_args)
+    try:
+        main(script_args, training_args, model_args, adapter_args)
+    finally:
+        # under accelerate launch: gloo's worker threads abort the interpreter's exit (SIGABRT) unless the
+        # process group is destroyed while Python is still alive; a no-op in a single process
+        PartialState().destroy_process_group()
