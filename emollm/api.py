@@ -328,6 +328,7 @@ class EmotionReasoner:
         prosody: Sequence[str | None] | None = None,
         features: Sequence[dict] | None = None,
         progress: bool = False,
+        cache: dict | None = None,
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
 
@@ -342,6 +343,12 @@ class EmotionReasoner:
                 ``lm.normalize_frames``). By default the model's encoders run on each item's audio (and
                 video).
             progress: Show a progress bar over the model calls.
+            cache: A dict this method fills with each prompt's scores and completion and reads back in later
+                calls, so a prompt seen in an earlier batch is not computed again (the evaluation harness
+                passes one per run: RAVDESS's text-only prompts are 2 for 1080 clips). Entries are keyed by
+                the model and the settings that decide them (labels, length normalisation, calibration,
+                ``max_new_tokens``). Used only when the result is a function of the prompt: no adapters,
+                no sampling.
 
         Returns:
             One :class:`EmotionPrediction` per item, in order. Identical prompts are computed once (the
@@ -377,9 +384,18 @@ class EmotionReasoner:
         else:
             features = None
 
-        def unique_prompts(prompts: list[str]) -> list[str]:
+        def unique_prompts(prompts: list[str], kind: str) -> list[str]:
             # Identical prompts are computed once; with adapters each item's audio differs, so never.
-            return list(prompts) if adapted else list(dict.fromkeys(prompts))
+            if adapted:
+                return list(prompts)
+            return [p for p in dict.fromkeys(prompts) if cache is None or (keys[kind], p) not in cache]
+
+        if adapted or self.do_sample:
+            cache = None
+        keys = {  # what else decides a prompt's result, so that one cache can serve several reasoners
+            "score": ("score", id(self.lm), tuple(self.labels.labels), self.length_normalize, self.calibrate),
+            "generate": ("generate", id(self.lm), self.max_new_tokens),
+        }
 
         def prompts(for_scoring: bool) -> list[str]:
             return [
@@ -394,38 +410,48 @@ class EmotionReasoner:
         generation_prompts = prompts(for_scoring=False)
         scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
         if self.mode in ("score", "both"):
-            unique = unique_prompts(scoring)
+            unique = unique_prompts(scoring, "score")
             extra = {"features": features} if adapted else {}
-            scores = self.lm.score(
-                unique,
-                self.labels,
-                length_normalize=self.length_normalize,
-                batch_size=self.batch_size,
-                **extra,
-            )
-            if self.calibrate:
-                scores = scores - self.content_free_scores()
-            probs = scores.softmax(dim=-1).tolist()
+            probs = []
+            if unique:
+                scores = self.lm.score(
+                    unique,
+                    self.labels,
+                    length_normalize=self.length_normalize,
+                    batch_size=self.batch_size,
+                    **extra,
+                )
+                if self.calibrate:
+                    scores = scores - self.content_free_scores()
+                probs = scores.softmax(dim=-1).tolist()
             if adapted:
                 distributions = [dict(zip(self.labels.labels, row)) for row in probs]
             else:
                 by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
-                distributions = [by_prompt[p] for p in scoring]
+                if cache is not None:
+                    cache.update({(keys["score"], p): d for p, d in by_prompt.items()})
+                    by_prompt = {p: cache[keys["score"], p] for p in scoring}
+                distributions = [dict(by_prompt[p]) for p in scoring]
         if self.mode in ("generate", "both"):
-            unique = generation_prompts if self.do_sample else unique_prompts(generation_prompts)
+            unique = generation_prompts if self.do_sample else unique_prompts(generation_prompts, "generate")
             extra = {"features": features} if adapted else {}
-            texts = self.lm.generate(
-                unique,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=self.do_sample,
-                temperature=self.temperature,
-                batch_size=self.batch_size,
-                **extra,
-            )
+            texts = []
+            if unique:
+                texts = self.lm.generate(
+                    unique,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=self.do_sample,
+                    temperature=self.temperature,
+                    batch_size=self.batch_size,
+                    **extra,
+                )
             if self.do_sample or adapted:
                 completions = texts
             else:
                 by_prompt = dict(zip(unique, texts))
+                if cache is not None:
+                    cache.update({(keys["generate"], p): t for p, t in by_prompt.items()})
+                    by_prompt = {p: cache[keys["generate"], p] for p in generation_prompts}
                 completions = [by_prompt[p] for p in generation_prompts]
 
         out = []

@@ -93,6 +93,36 @@ def test_batch_equals_one_by_one(lm):
     assert batched[0] == batched[3]  # identical prompts are computed once and give the same result
 
 
+def test_cache_computes_a_prompt_once_across_calls(lm, monkeypatch):
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="cot", mode="both", max_new_tokens=5)
+    asked = {"score": [], "generate": []}
+    for name in asked:
+        real = getattr(lm, name)
+
+        def spy(prompts, *args, _real=real, _name=name, **kwargs):
+            asked[_name].append(len(prompts))
+            return _real(prompts, *args, **kwargs)
+
+        monkeypatch.setattr(lm, name, spy)
+    cache = {}
+    reasoner.predict_batch([{"transcript": t} for t in ["a", "b"]], cache=cache)
+    second = reasoner.predict_batch([{"transcript": t} for t in ["b", "c", "a", "c"]], cache=cache)
+    assert asked == {"score": [2, 1], "generate": [2, 1]}  # only "c" was new to the second call
+    reasoner.predict_batch([{"transcript": t} for t in ["a", "c"]], cache=cache)
+    assert asked == {"score": [2, 1], "generate": [2, 1]}  # nothing new: no model call at all
+    fresh = reasoner.predict_batch([{"transcript": t} for t in ["b", "c", "a", "c"]])
+    for cached, computed in zip(second, fresh):
+        assert cached.completion == computed.completion
+        assert cached.distribution == pytest.approx(computed.distribution, abs=1e-5)
+
+    normalized = EmotionReasoner(lm, labels="iemocap4", strategy="cot", mode="score", length_normalize=True)
+    normalized.predict_batch([{"transcript": "a"}], cache=cache)
+    assert asked["score"] == [2, 1, 3, 1]  # the same prompt under other settings is another entry
+    sampling = EmotionReasoner(lm, labels="iemocap4", strategy="cot", max_new_tokens=5, do_sample=True)
+    sampling.predict_batch([{"transcript": "a"}], cache=cache)
+    assert asked["generate"] == [2, 1, 3, 1]  # sampled text is not a function of the prompt: never cached
+
+
 def test_utterances_name_their_speaker_only_in_conversations(lm):
     reasoner = EmotionReasoner(lm, labels="meld7", strategy="minimal", mode="score")
     talk = Utterance(

@@ -123,6 +123,23 @@ def test_generate_mode_counts_parse_failures_and_format(lm, manifest, tmp_path, 
     assert result.metrics.wa == pytest.approx(3 / 6)  # u1 happy, u3 sad and u6 angry are right
 
 
+def test_a_prompt_repeated_across_batches_is_computed_once(lm, tmp_path, monkeypatch):
+    path = tmp_path / "repeats.jsonl"  # RAVDESS-like: many clips, few sentences
+    rows = [{"id": f"r{i}", "text": ["Kids are talking.", "Dogs are sitting."][i % 2], "label": "sad"}
+            for i in range(6)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scored = []
+    real = lm.score
+    monkeypatch.setattr(
+        lm, "score", lambda prompts, *a, **k: scored.append(len(prompts)) or real(prompts, *a, **k)
+    )
+    evaluate(config(f"manifest:{path}", tmp_path / "run"), lm=lm, progress=False)  # batches of 1
+    assert scored == [1, 1]  # two sentences, two model calls, six predictions
+    predictions = read_rows(tmp_path / "run")
+    assert len(predictions) == 6
+    assert predictions[0]["distribution"] == predictions[4]["distribution"]
+
+
 def test_limit_draws_a_seeded_sample_in_corpus_order(lm, manifest, tmp_path):
     a = evaluate(config(manifest, tmp_path / "a", limit=3), lm=lm, progress=False)
     b = evaluate(config(manifest, tmp_path / "b", limit=3), lm=lm, progress=False)

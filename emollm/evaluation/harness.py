@@ -256,13 +256,15 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
 
     predictions_path = out / "predictions.jsonl"
     chunk = max(1, config.batch_size)  # one forward batch: an interruption loses at most this many
+    seen: dict = {}  # prompt -> result across batches (predict_batch uses it only when that is exact)
     bar = tqdm(total=len(utterances), initial=len(utterances) - len(todo), disable=not progress, unit="utt")
     bar.set_description(f"{Path(config.strategy).stem}/{config.mode}")
     with open(predictions_path, "a", encoding="utf-8") as handle:
         for begin in range(0, len(todo), chunk):
             batch = todo[begin : begin + chunk]
             extra = {"features": [features[u.id] for u in batch]} if features else {}
-            preds = reasoner.predict_batch(batch, prosody=[descriptions.get(u.id) for u in batch], **extra)
+            descs = [descriptions.get(u.id) for u in batch]
+            preds = reasoner.predict_batch(batch, prosody=descs, cache=seen, **extra)
             for utt, pred in zip(batch, preds):
                 row = {"id": utt.id, "gold": utt.label, **pred.to_dict()}
                 row["notes"] = [*notes.get(utt.id, []), *row["notes"]]
