@@ -34,7 +34,14 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the SFT recipe's arguments and helpers
-from sft import ROUTES, AdapterArguments, check_resumable, finished, training_utterances  # noqa: E402
+from sft import (  # noqa: E402
+    ROUTES,
+    AdapterArguments,
+    check_resumable,
+    finished,
+    parse_args,
+    training_utterances,
+)
 
 from emollm.api import EmotionReasoner  # noqa: E402
 from emollm.data import load_corpus  # noqa: E402
@@ -362,7 +369,7 @@ def make_parser(subparsers=None):
 
 if __name__ == "__main__":
     parser = make_parser()
-    script_args, training_args, model_args, adapter_args = parser.parse_args_and_config()
+    script_args, training_args, model_args, adapter_args = parse_args(parser)
     try:
         main(script_args, training_args, model_args, adapter_args)
     finally:

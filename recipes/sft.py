@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,9 +308,26 @@ def make_parser(subparsers=None):
     return TrlParser(dataclass_types)
 
 
+def parse_args(parser, args: list[str] | None = None):
+    """``parser.parse_args_and_config(args)``, refusing transformers' deprecated checkpointing flags.
+
+    ``--gradient_checkpointing`` is an alias of ``--activation_checkpointing`` that transformers uses only
+    when the new name is unset; every config here sets it, so the old flag would be silently ignored.
+    """
+    argv = sys.argv[1:] if args is None else list(map(str, args))
+    old = sorted({a.split("=")[0] for a in argv if a.split("=")[0].startswith("--gradient_checkpointing")})
+    if old:
+        raise ConfigError(
+            f"{', '.join(old)}: transformers' deprecated name, ignored when the config sets "
+            "activation_checkpointing (every emollm config does); use "
+            + ", ".join(o.replace("gradient_", "activation_") for o in old)
+        )
+    return parser.parse_args_and_config(args=args)
+
+
 if __name__ == "__main__":
     parser = make_parser()
-    script_args, training_args, model_args, adapter_args = parser.parse_args_and_config()
+    script_args, training_args, model_args, adapter_args = parse_args(parser)
     try:
         main(script_args, training_args, model_args, adapter_args)
     finally:

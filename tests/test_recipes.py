@@ -119,6 +119,19 @@ def test_overrides_win_over_the_yaml(recipe):
     assert (script.route, training.max_steps, adapter.num_tokens, training.output_dir) == ("text", 7, 3, "x")
 
 
+def test_the_deprecated_checkpointing_flag_is_refused_not_ignored(recipe):
+    # transformers would take --gradient_checkpointing only if the YAML left activation_checkpointing unset
+    args = ["--config", str(CONFIGS[0]), "--gradient_checkpointing", "true"]
+    with pytest.raises(ConfigError, match="--gradient_checkpointing.*use --activation_checkpointing"):
+        recipe.parse_args(recipe.make_parser(), args)
+    with pytest.raises(ConfigError, match="--activation_checkpointing_kwargs"):
+        recipe.parse_args(recipe.make_parser(), [*args[:2], "--gradient_checkpointing_kwargs={}"])
+    _, training, _, _ = recipe.parse_args(
+        recipe.make_parser(), [*args[:2], "--activation_checkpointing", "true"]
+    )
+    assert training.activation_checkpointing and training.gradient_checkpointing
+
+
 # -- every config trains 2 steps on the tiny model ---------------------------------------------------------
 
 
