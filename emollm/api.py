@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from emollm.data.schema import Turn, Utterance
 from emollm.errors import ConfigError
 from emollm.labels import LabelSet, get_label_set
@@ -343,12 +345,13 @@ class EmotionReasoner:
                 ``lm.normalize_frames``). By default the model's encoders run on each item's audio (and
                 video).
             progress: Show a progress bar over the model calls.
-            cache: A dict this method fills with each prompt's scores and completion and reads back in later
-                calls, so a prompt seen in an earlier batch is not computed again (the evaluation harness
-                passes one per run: RAVDESS's text-only prompts are 2 for 1080 clips). Entries are keyed by
-                the model and the settings that decide them (labels, length normalisation, calibration,
-                ``max_new_tokens``). Used only when the result is a function of the prompt: no adapters,
-                no sampling.
+            cache: A dict this method fills with each prompt's label scores and greedy completion and
+                reads back in later calls, so a prompt seen in an earlier batch is not computed again (the
+                evaluation harness passes one per run: RAVDESS's text-only prompts are 2 for 1080 clips).
+                Entries are keyed by the model object and the settings that decide them (labels, length
+                normalisation, ``max_new_tokens``), so one cache can serve several reasoners; it is valid
+                only while the model's weights stay as they were. Unused with adapters (each item's audio
+                differs); sampled completions are never reused.
 
         Returns:
             One :class:`EmotionPrediction` per item, in order. Identical prompts are computed once (the
@@ -384,18 +387,15 @@ class EmotionReasoner:
         else:
             features = None
 
-        def unique_prompts(prompts: list[str], kind: str) -> list[str]:
-            # Identical prompts are computed once; with adapters each item's audio differs, so never.
-            if adapted:
-                return list(prompts)
-            return [p for p in dict.fromkeys(prompts) if cache is None or (keys[kind], p) not in cache]
-
-        if adapted or self.do_sample:
-            cache = None
-        keys = {  # what else decides a prompt's result, so that one cache can serve several reasoners
-            "score": ("score", id(self.lm), tuple(self.labels.labels), self.length_normalize, self.calibrate),
-            "generate": ("generate", id(self.lm), self.max_new_tokens),
-        }
+        if adapted:
+            cache = None  # each item's audio differs: nothing is reused
+        elif cache is None:
+            cache = {}  # identical prompts within this call are still computed once
+        # Besides the prompt, what decides a result: the model object (an entry is valid while its weights
+        # stay as they were), the labels and length normalisation; raw scores are kept, so calibration,
+        # which depends on this reasoner's content-free prompt, is applied after the lookup.
+        score_key = ("score", self.lm, tuple(self.labels.labels), self.length_normalize)
+        generate_key = ("generate", self.lm, self.max_new_tokens)
 
         def prompts(for_scoring: bool) -> list[str]:
             return [
@@ -409,50 +409,40 @@ class EmotionReasoner:
         completions: list[str | None] = [None] * len(rows)
         generation_prompts = prompts(for_scoring=False)
         scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
-        if self.mode in ("score", "both"):
-            unique = unique_prompts(scoring, "score")
+        if self.mode in ("score", "both") and rows:
             extra = {"features": features} if adapted else {}
-            probs = []
-            if unique:
+            todo = scoring if adapted else [p for p in dict.fromkeys(scoring) if (score_key, p) not in cache]
+            if todo:
                 scores = self.lm.score(
-                    unique,
+                    todo,
                     self.labels,
                     length_normalize=self.length_normalize,
                     batch_size=self.batch_size,
                     **extra,
                 )
-                if self.calibrate:
-                    scores = scores - self.content_free_scores()
-                probs = scores.softmax(dim=-1).tolist()
-            if adapted:
-                distributions = [dict(zip(self.labels.labels, row)) for row in probs]
-            else:
-                by_prompt = {p: dict(zip(self.labels.labels, row)) for p, row in zip(unique, probs)}
-                if cache is not None:
-                    cache.update({(keys["score"], p): d for p, d in by_prompt.items()})
-                    by_prompt = {p: cache[keys["score"], p] for p in scoring}
-                distributions = [dict(by_prompt[p]) for p in scoring]
-        if self.mode in ("generate", "both"):
-            unique = generation_prompts if self.do_sample else unique_prompts(generation_prompts, "generate")
+            if not adapted:
+                cache.update({(score_key, p): row for p, row in zip(todo, scores.unbind(0) if todo else ())})
+                scores = torch.stack([cache[score_key, p] for p in scoring])
+            if self.calibrate:
+                scores = scores - self.content_free_scores()
+            probs = scores.softmax(dim=-1).tolist()
+            distributions = [dict(zip(self.labels.labels, row)) for row in probs]
+        if self.mode in ("generate", "both") and rows:
             extra = {"features": features} if adapted else {}
-            texts = []
-            if unique:
-                texts = self.lm.generate(
-                    unique,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=self.do_sample,
-                    temperature=self.temperature,
-                    batch_size=self.batch_size,
-                    **extra,
-                )
-            if self.do_sample or adapted:
-                completions = texts
+            settings = {
+                "max_new_tokens": self.max_new_tokens,
+                "do_sample": self.do_sample,
+                "temperature": self.temperature,
+                "batch_size": self.batch_size,
+            }
+            if adapted or self.do_sample:  # sampled text is not a function of the prompt: never reused
+                completions = self.lm.generate(generation_prompts, **settings, **extra)
             else:
-                by_prompt = dict(zip(unique, texts))
-                if cache is not None:
-                    cache.update({(keys["generate"], p): t for p, t in by_prompt.items()})
-                    by_prompt = {p: cache[keys["generate"], p] for p in generation_prompts}
-                completions = [by_prompt[p] for p in generation_prompts]
+                todo = [p for p in dict.fromkeys(generation_prompts) if (generate_key, p) not in cache]
+                if todo:
+                    texts = self.lm.generate(todo, **settings)
+                    cache.update({(generate_key, p): t for p, t in zip(todo, texts)})
+                completions = [cache[generate_key, p] for p in generation_prompts]
 
         out = []
         for i in range(len(rows)):

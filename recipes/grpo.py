@@ -370,8 +370,5 @@ def make_parser(subparsers=None):
 if __name__ == "__main__":
     parser = make_parser()
     script_args, training_args, model_args, adapter_args = parse_args(parser)
-    try:
-        main(script_args, training_args, model_args, adapter_args)
-    finally:
-        # a clean exit under accelerate launch (see recipes/sft.py)
-        PartialState().destroy_process_group()
+    main(script_args, training_args, model_args, adapter_args)
+    PartialState().destroy_process_group()  # a clean exit under accelerate launch (see recipes/sft.py)

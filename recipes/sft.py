@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import set_seed
@@ -308,29 +309,36 @@ def make_parser(subparsers=None):
     return TrlParser(dataclass_types)
 
 
-def parse_args(parser, args: list[str] | None = None):
-    """``parser.parse_args_and_config(args)``, refusing transformers' deprecated checkpointing flags.
+def parse_args(parser, args: list | None = None):
+    """``parser.parse_args_and_config(args)``, refusing transformers' deprecated checkpointing names.
 
-    ``--gradient_checkpointing`` is an alias of ``--activation_checkpointing`` that transformers uses only
-    when the new name is unset; every config here sets it, so the old flag would be silently ignored.
+    ``gradient_checkpointing`` is an alias of ``activation_checkpointing`` that transformers reads only when
+    the new name is unset; every config here sets it, so ``--gradient_checkpointing true`` (or the key in a
+    YAML) would be silently ignored. Both spellings of the flag and the YAML keys are refused.
     """
-    argv = sys.argv[1:] if args is None else list(map(str, args))
-    old = sorted({a.split("=")[0] for a in argv if a.split("=")[0].startswith("--gradient_checkpointing")})
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    names = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    if "config" in names:
+        at = next(i for i, a in enumerate(argv) if a.split("=")[0] == "--config")
+        path = argv[at].split("=", 1)[1] if "=" in argv[at] else argv[at + 1] if at + 1 < len(argv) else None
+        if path and Path(path).is_file():
+            names |= set(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    old = sorted(n for n in names if n.startswith("gradient_checkpointing"))
     if old:
+        new = [n.replace("gradient_", "activation_") for n in old]
         raise ConfigError(
-            f"{', '.join(old)}: transformers' deprecated name, ignored when the config sets "
-            "activation_checkpointing (every emollm config does); use "
-            + ", ".join(o.replace("gradient_", "activation_") for o in old)
+            f"{', '.join(old)}: transformers' deprecated name (removed in v6), which it ignores when "
+            f"activation_checkpointing is set, as every emollm config sets it; use {', '.join(new)} "
+            f"(--{new[0]} on the command line)"
         )
-    return parser.parse_args_and_config(args=args)
+    return parser.parse_args_and_config(args=argv)
 
 
 if __name__ == "__main__":
     parser = make_parser()
     script_args, training_args, model_args, adapter_args = parse_args(parser)
-    try:
-        main(script_args, training_args, model_args, adapter_args)
-    finally:
-        # under accelerate launch: gloo's worker threads abort the interpreter's exit (SIGABRT) unless the
-        # process group is destroyed while Python is still alive; a no-op in a single process
-        PartialState().destroy_process_group()
+    main(script_args, training_args, model_args, adapter_args)
+    # Under accelerate launch, gloo's worker threads can abort the interpreter's exit (SIGABRT) unless the
+    # process group is destroyed while Python is still alive; a no-op in a single process. Only after
+    # success: after an error the traceback comes first, and tearing down NCCL then could hang on peers.
+    PartialState().destroy_process_group()

@@ -118,6 +118,19 @@ def test_cache_computes_a_prompt_once_across_calls(lm, monkeypatch):
     normalized = EmotionReasoner(lm, labels="iemocap4", strategy="cot", mode="score", length_normalize=True)
     normalized.predict_batch([{"transcript": "a"}], cache=cache)
     assert asked["score"] == [2, 1, 3, 1]  # the same prompt under other settings is another entry
+    # calibration is this reasoner's own (its content-free prompt), applied after the shared lookup
+    calibrated = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="score", calibrate=True)
+    plain = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="score")
+    no_prosody = EmotionReasoner(
+        lm, labels="iemocap4", strategy="acoustic", mode="score", calibrate=True, prosody=False
+    )
+    shared = {}
+    for reasoner_ in (plain, calibrated, no_prosody):
+        alone = reasoner_.predict_batch([{"transcript": "a"}])[0].distribution
+        assert reasoner_.predict_batch([{"transcript": "a"}], cache=shared)[0].distribution == pytest.approx(
+            alone, abs=1e-6
+        )
+    assert calibrated.content_free_scores().tolist() != no_prosody.content_free_scores().tolist()
     sampling = EmotionReasoner(lm, labels="iemocap4", strategy="cot", max_new_tokens=5, do_sample=True)
     sampling.predict_batch([{"transcript": "a"}], cache=cache)
     assert asked["generate"] == [2, 1, 3, 1]  # sampled text is not a function of the prompt: never cached

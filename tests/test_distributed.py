@@ -230,9 +230,7 @@ def test_recipe_runs_under_accelerate(speech, tmp_path):
 if __name__ == "__main__":
     from accelerate import PartialState
 
-    try:
-        ddp_train(Path(sys.argv[1]), *sys.argv[2:])
-    finally:
-        # without this, gloo's threads can abort the interpreter's exit (SIGABRT, "terminate called
-        # without an active exception"), as the recipes would (they do the same)
-        PartialState().destroy_process_group()
+    ddp_train(Path(sys.argv[1]), *sys.argv[2:])
+    # without this, gloo's threads can abort the interpreter's exit (SIGABRT, "terminate called without
+    # an active exception"), as the recipes would (they do the same)
+    PartialState().destroy_process_group()

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from emollm.api import EmotionReasoner
 from emollm.audio import save_audio
 from emollm.cli import main
 from emollm.errors import ConfigError
@@ -137,7 +138,12 @@ def test_a_prompt_repeated_across_batches_is_computed_once(lm, tmp_path, monkeyp
     assert scored == [1, 1]  # two sentences, two model calls, six predictions
     predictions = read_rows(tmp_path / "run")
     assert len(predictions) == 6
-    assert predictions[0]["distribution"] == predictions[4]["distribution"]
+    fresh = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score").predict_batch(
+        [{"transcript": r["text"]} for r in rows[:2]]
+    )
+    for row in predictions:
+        expected = fresh[int(row["id"][1:]) % 2].distribution  # its own sentence's, computed afresh
+        assert row["distribution"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_limit_draws_a_seeded_sample_in_corpus_order(lm, manifest, tmp_path):

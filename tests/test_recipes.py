@@ -119,17 +119,21 @@ def test_overrides_win_over_the_yaml(recipe):
     assert (script.route, training.max_steps, adapter.num_tokens, training.output_dir) == ("text", 7, 3, "x")
 
 
-def test_the_deprecated_checkpointing_flag_is_refused_not_ignored(recipe):
-    # transformers would take --gradient_checkpointing only if the YAML left activation_checkpointing unset
-    args = ["--config", str(CONFIGS[0]), "--gradient_checkpointing", "true"]
-    with pytest.raises(ConfigError, match="--gradient_checkpointing.*use --activation_checkpointing"):
-        recipe.parse_args(recipe.make_parser(), args)
-    with pytest.raises(ConfigError, match="--activation_checkpointing_kwargs"):
-        recipe.parse_args(recipe.make_parser(), [*args[:2], "--gradient_checkpointing_kwargs={}"])
-    _, training, _, _ = recipe.parse_args(
-        recipe.make_parser(), [*args[:2], "--activation_checkpointing", "true"]
-    )
-    assert training.activation_checkpointing and training.gradient_checkpointing
+def test_the_deprecated_checkpointing_flag_is_refused_not_ignored(recipe, tmp_path):
+    # transformers would take gradient_checkpointing only if the YAML left activation_checkpointing unset
+    config = ["--config", CONFIGS[0]]
+    for flag in (["--gradient_checkpointing", "true"], ["--gradient-checkpointing=true"]):
+        with pytest.raises(ConfigError, match="gradient_checkpointing: .*use activation_checkpointing"):
+            recipe.parse_args(recipe.make_parser(), [*config, *flag])
+    with pytest.raises(ConfigError, match="use activation_checkpointing_kwargs"):
+        recipe.parse_args(recipe.make_parser(), [*config, "--gradient_checkpointing_kwargs={}"])
+    own = tmp_path / "own.yaml"
+    own.write_text(CONFIGS[0].read_text() + "gradient_checkpointing: true\n")
+    with pytest.raises(ConfigError, match="gradient_checkpointing: "):
+        recipe.parse_args(recipe.make_parser(), ["--config", own])
+    args = [*config, "--activation_checkpointing", "true", "--max_steps", 3]
+    _, training, _, _ = recipe.parse_args(recipe.make_parser(), args)
+    assert training.activation_checkpointing and training.gradient_checkpointing and training.max_steps == 3
 
 
 # -- every config trains 2 steps on the tiny model ---------------------------------------------------------
