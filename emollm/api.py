@@ -329,7 +329,6 @@ class EmotionReasoner:
         *,
         prosody: Sequence[str | None] | None = None,
         features: Sequence[dict] | None = None,
-        progress: bool = False,
         cache: dict | None = None,
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
@@ -344,7 +343,6 @@ class EmotionReasoner:
                 normalises; raw :func:`~emollm.modeling.encoders.encode_cached` frames go through
                 ``lm.normalize_frames``). By default the model's encoders run on each item's audio (and
                 video).
-            progress: Show a progress bar over the model calls.
             cache: A dict this method fills with each prompt's label scores and greedy completion and
                 reads back in later calls, so a prompt seen in an earlier batch is not computed again (the
                 evaluation harness passes one per run: RAVDESS's text-only prompts are 2 for 1080 clips).

@@ -251,7 +251,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--normalizer", help="JSON of a fitted ProsodyNormalizer (speaker statistics)")
     predict.add_argument(
-        "--calibrate", action="store_true", help="calibrate the distribution against a content-free input"
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="calibrate the distribution against a content-free input (default: off, or a checkpoint's own)",
     )
     predict.add_argument(
         "--model",

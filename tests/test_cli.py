@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from emollm.cli import main
 from emollm.modeling import base
 
@@ -42,3 +44,34 @@ def test_predict_keeps_a_checkpoints_mode_unless_told(tmp_path, tiny_model, tiny
     assert main([*command, "--mode", "score"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["distribution"]) == {"happy", "sad"} and out["completion"] is None
+
+
+def test_predict_text_output_and_calibrate_override(tmp_path, tiny_model, tiny_tokenizer, capsys):
+    from emollm.modeling.checkpoint import save_checkpoint
+
+    base_folder = base.save_to_cache(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+    reasoner = {"labels": "iemocap4", "strategy": "minimal", "mode": "score", "calibrate": True}
+    checkpoint = save_checkpoint(
+        tiny_model, tmp_path / "ckpt", base_model=str(base_folder), reasoner=reasoner, save_lora=False
+    )
+    command = ["predict", "--model", str(checkpoint), "--transcript", "hi"]
+    assert main(command) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bars = {line.split()[0]: float(line.split()[1]) for line in lines[2:6]}
+    assert lines[0] == f"label: {max(bars, key=bars.get)}" and lines[1] == "distribution:"
+    assert set(bars) == {"neutral", "happy", "sad", "angry"} and list(bars.values()) == sorted(
+        bars.values(), reverse=True
+    )
+    assert "note: text only: no audio was given" in lines
+
+    distributions = {}
+    for flag in ("--calibrate", "--no-calibrate"):
+        assert main([*command, "--json", flag]) == 0
+        distributions[flag] = json.loads(capsys.readouterr().out)["distribution"]
+    assert distributions["--calibrate"] == pytest.approx(bars, abs=1e-3)  # the checkpoint calibrates
+    assert distributions["--no-calibrate"] != pytest.approx(distributions["--calibrate"], abs=1e-3)
+    assert main(["predict", "--model", str(base_folder), "--transcript", "hi", "--json",
+                 "--labels", "iemocap4", "--strategy", "minimal"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["distribution"] == pytest.approx(
+        distributions["--no-calibrate"]
+    )

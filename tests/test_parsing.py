@@ -16,6 +16,8 @@ from emollm.parsing import parse_completion
         ("<think>x</think><answer>banana</answer>", None, False),
         ("<think>It is not happy</think> so: fearful", "fearful", False),  # after </think>
         ("<think>sounds happy", "happy", False),  # unterminated think: the whole text is read
+        ("<THINK>sounds happy</THINK> so: fearful", "fearful", False),  # tags in any case
+        ("sounds happy</think> so: fearful", "fearful", False),  # the prompt opened the think block
         ("The speaker is angry.", "angry", False),  # no tags at all
         ("", None, False),
         ("<think>x</think><answer>angry</answer> trailing", "angry", False),
@@ -34,3 +36,4 @@ def test_rationale():
     assert (
         parse_completion("Voice trembles. <answer>fearful</answer>", "ekman7").rationale == "Voice trembles."
     )
+    assert parse_completion("Low, slow.</think><answer>sad</answer>", "ekman7").rationale == "Low, slow."
