@@ -34,7 +34,7 @@ _LAZY = {
     "extract_many": "emollm.prosody.pipeline",
     "ProsodyNormalizer": "emollm.prosody.normalize",
     "EmotionLM": "emollm.modeling.emotion_lm",
-    "AdapterSpec": "emollm.modeling.emotion_lm",
+    "AdapterSpec": "emollm.modeling.adapters",
     "EmotionReasoner": "emollm.api",
     "EmotionPrediction": "emollm.api",
     "EvalConfig": "emollm.evaluation.harness",

@@ -28,18 +28,13 @@ from pathlib import Path
 
 import torch
 
-from emollm.data.schema import Turn, Utterance
+from emollm.data.schema import Utterance
 from emollm.errors import ConfigError
-from emollm.labels import LabelSet, get_label_set
+from emollm.inputs import PromptBuilder, prompt_speaker
+from emollm.labels import LabelSet
 from emollm.modeling.base import DEFAULT_MODEL
 from emollm.parsing import parse_completion
-from emollm.prompting import (
-    SYSTEM_PROMPT,
-    answer_prefix,
-    read_template,
-    render_prompt,
-    render_user_message,
-)
+from emollm.prompting import SYSTEM_PROMPT
 
 MODES = ("score", "generate", "both")
 
@@ -151,20 +146,22 @@ class EmotionReasoner:
                 f"prosody_style must be 'vowel' or 'utterance', got {prosody_style!r} (use prosody=False "
                 "for no description)"
             )
-        if context_turns is not None and context_turns < 0:
-            raise ConfigError(f"context_turns must be >= 0 or None, got {context_turns}")
-        # read once (fails early, listing the shipped strategies): later edits of the file do not change
-        # this reasoner's prompts, and the digest it records names exactly the template it renders
-        self._template, self.template_sha256 = read_template(strategy)
+        # the template is read once (fails early, listing the shipped strategies): later edits of the file
+        # do not change this reasoner's prompts, and the digest it records names exactly what it renders
+        self.prompts = PromptBuilder(
+            lm.tokenizer,
+            strategy,
+            labels,
+            context_turns=context_turns,
+            system=system,
+            placeholders=getattr(lm, "placeholders", {}),
+        )
         if isinstance(normalizer, (str, Path)):
             from emollm.prosody.normalize import ProsodyNormalizer
 
             normalizer = ProsodyNormalizer.load(normalizer)
         self.lm = lm
-        self.labels = get_label_set(labels)
-        self.strategy = strategy
         self.mode = mode
-        self.context_turns = context_turns
         self.prosody = (Path(strategy).stem == "acoustic") if prosody is None else bool(prosody)
         self.prosody_style = prosody_style
         self.normalizer = normalizer
@@ -176,9 +173,14 @@ class EmotionReasoner:
         self.calibrate = calibrate
         self._content_free = None
         self.batch_size = batch_size
-        self.system = system
-        reasons = bool(answer_prefix(self._message(transcript="x")))
-        self.max_new_tokens = max_new_tokens or (128 if reasons else 16)
+        self.max_new_tokens = max_new_tokens or (128 if self.prompts.asks_for_tags else 16)
+
+    # the prompt's settings live in its builder
+    labels = property(lambda self: self.prompts.labels, doc="The :class:`~emollm.labels.LabelSet` offered.")
+    strategy = property(lambda self: self.prompts.strategy, doc="The template's name or path.")
+    context_turns = property(lambda self: self.prompts.context_turns, doc="Earlier turns shown at most.")
+    system = property(lambda self: self.prompts.system, doc="The system message.")
+    template_sha256 = property(lambda self: self.prompts.template_sha256, doc="Digest of the template.")
 
     @classmethod
     def from_pretrained(
@@ -206,30 +208,24 @@ class EmotionReasoner:
 
     def describe(
         self, audio, transcript: str | None = None, speaker: str | None = None, **extract_kwargs
-    ) -> tuple[str, list[str]]:
-        """The prosody description of ``audio`` and the notes on what was degraded.
+    ) -> str:
+        """The prosody description of ``audio`` with this reasoner's settings, like its namesakes.
 
-        ``extract_kwargs`` go to :func:`emollm.extract_prosody` (``textgrid``, ``gender``...).
+        ``extract_kwargs`` go to :func:`emollm.extract_prosody` (``textgrid``, ``gender``...); what was
+        degraded on the way is in ``extract_prosody(...).notes`` (:meth:`predict` reports it).
         """
         from emollm.prosody.pipeline import extract_prosody
 
-        features = extract_prosody(audio, transcript, speaker=speaker, **extract_kwargs)
-        return self.describe_features(features, speaker), list(features.notes)
+        return self.describe_features(extract_prosody(audio, transcript, speaker=speaker, **extract_kwargs))
 
     def describe_features(self, features, speaker: str | None = None) -> str:
         """The description of ready :class:`~emollm.prosody.ProsodyFeatures` with this reasoner's settings."""
-        from emollm.prosody.describe import describe
-        from emollm.prosody.normalize import utterance_relative
+        from emollm.prosody.describe import describe_features
 
-        who = speaker if speaker is not None else features.speaker
-        normalized = (
-            self.normalizer.transform(features, who)
-            if self.normalizer is not None
-            else utterance_relative(features)
-        )
-        return describe(
+        return describe_features(
             features,
-            normalized,
+            normalizer=self.normalizer,
+            speaker=speaker,
             style=self.prosody_style,
             max_vowels=self.max_vowels,
             max_words=self.max_words,
@@ -248,9 +244,6 @@ class EmotionReasoner:
             ]
         return self._content_free
 
-    def _message(self, **fields) -> str:
-        return render_user_message(self._template, labels=self.labels, **fields)
-
     def build_prompt(
         self,
         transcript: str | None = None,
@@ -261,19 +254,7 @@ class EmotionReasoner:
         for_scoring: bool = False,
     ) -> str:
         """The full prompt (chat template included); ``for_scoring`` adds the answer prefix."""
-        return render_prompt(
-            self.lm.tokenizer,
-            self._template,
-            system=self.system,
-            for_scoring=for_scoring,
-            transcript=transcript,
-            labels=self.labels,
-            context=_turns(context),
-            context_turns=self.context_turns,
-            speaker=speaker,
-            prosody=prosody,
-            **getattr(self.lm, "placeholders", {}),
-        )
+        return self.prompts.prompt(transcript, context, speaker, prosody, for_scoring=for_scoring)
 
     def encode(self, rows: Sequence[dict]) -> list[dict]:
         """Encoder frames for each item, one dict modality -> ``(T, D)`` tensor (adapter models only).
@@ -328,7 +309,7 @@ class EmotionReasoner:
         items: Sequence,
         *,
         prosody: Sequence[str | None] | None = None,
-        features: Sequence[dict] | None = None,
+        frames: Sequence[dict] | None = None,
         cache: dict | None = None,
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
@@ -337,12 +318,10 @@ class EmotionReasoner:
             items: :class:`~emollm.data.Utterance` objects or dicts with the arguments of :meth:`predict`.
             prosody: Ready descriptions, one per item (None entries: no description), e.g. from a cached
                 batch extraction; when given, no audio is processed here.
-            features: Ready encoder frames, one dict modality -> ``(T, D)`` per item, for a model with
+            frames: Ready encoder frames, one dict modality -> ``(T, D)`` per item, for a model with
                 adapters, as the projector reads them: per-speaker normalised for an adapter with
-                ``normalize="speaker"`` (:func:`emollm.evaluation.harness.encode_utterances` caches and
-                normalises; raw :func:`~emollm.modeling.encoders.encode_cached` frames go through
-                ``lm.normalize_frames``). By default the model's encoders run on each item's audio (and
-                video).
+                ``normalize="speaker"`` (:func:`emollm.inputs.encode_utterances` caches and normalises).
+                By default the model's encoders run on each item's audio (and video).
             cache: A dict this method fills with each prompt's label scores and greedy completion and
                 reads back in later calls, so a prompt seen in an earlier batch is not computed again (the
                 evaluation harness passes one per run: RAVDESS's text-only prompts are 2 for 1080 clips).
@@ -367,9 +346,13 @@ class EmotionReasoner:
                 descriptions.append(prosody[i] if self.prosody else None)
                 notes.append([])
             elif self.prosody and row["audio"] is not None:
-                text, extra = self.describe(row["audio"], row["transcript"], row["speaker"], **row["extract"])
-                descriptions.append(text or None)
-                notes.append(extra)
+                from emollm.prosody.pipeline import extract_prosody
+
+                measured = extract_prosody(
+                    row["audio"], row["transcript"], speaker=row["speaker"], **row["extract"]
+                )
+                descriptions.append(self.describe_features(measured) or None)
+                notes.append(list(measured.notes))
             else:
                 descriptions.append(None)
                 notes.append(["text only: no audio was given"] if row["audio"] is None else [])
@@ -378,12 +361,12 @@ class EmotionReasoner:
 
         adapted = bool(getattr(self.lm, "modalities", ()))
         if adapted:
-            if features is None:
-                features = self.encode(rows)
-            elif len(features) != len(rows):
-                raise ConfigError(f"features has {len(features)} entries for {len(rows)} items")
+            if frames is None:
+                frames = self.encode(rows)
+            elif len(frames) != len(rows):
+                raise ConfigError(f"frames has {len(frames)} entries for {len(rows)} items")
         else:
-            features = None
+            frames = None
 
         if adapted:
             cache = None  # each item's audio differs: nothing is reused
@@ -408,7 +391,7 @@ class EmotionReasoner:
         generation_prompts = prompts(for_scoring=False)
         scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
         if self.mode in ("score", "both") and rows:
-            extra = {"features": features} if adapted else {}
+            extra = {"frames": frames} if adapted else {}
             todo = scoring if adapted else [p for p in dict.fromkeys(scoring) if (score_key, p) not in cache]
             if todo:
                 scores = self.lm.score(
@@ -426,7 +409,7 @@ class EmotionReasoner:
             probs = scores.softmax(dim=-1).tolist()
             distributions = [dict(zip(self.labels.labels, row)) for row in probs]
         if self.mode in ("generate", "both") and rows:
-            extra = {"features": features} if adapted else {}
+            extra = {"frames": frames} if adapted else {}
             settings = {
                 "max_new_tokens": self.max_new_tokens,
                 "do_sample": self.do_sample,
@@ -488,23 +471,6 @@ class EmotionReasoner:
         return f"EmotionReasoner({json.dumps(self.settings())})"
 
 
-def _turns(context) -> list[Turn]:
-    turns = []
-    for turn in context or []:
-        if isinstance(turn, Turn):
-            turns.append(turn)
-        elif isinstance(turn, dict) and {"speaker", "text"} <= set(turn):
-            turns.append(Turn(str(turn["speaker"]), str(turn["text"])))
-        elif isinstance(turn, (tuple, list)) and len(turn) == 2:
-            turns.append(Turn(str(turn[0]), str(turn[1])))
-        else:
-            raise ConfigError(
-                f"a context turn must be a Turn, a {{'speaker', 'text'}} dict or a (speaker, text) pair; "
-                f"got {turn!r}"
-            )
-    return turns
-
-
 def _as_fields(item) -> dict:
     """An Utterance or a dict of :meth:`EmotionReasoner.predict` arguments -> one normal form."""
     if isinstance(item, Utterance):
@@ -512,15 +478,13 @@ def _as_fields(item) -> dict:
         extract = {"sample_rate": item.sample_rate} if item.audio is not None else {}
         if item.gender:
             extract["gender"] = item.gender
-        # Corpus speaker ids are "corpus/name"; the prompt names the speaker only in conversations.
-        name = item.speaker.split("/", 1)[-1] if item.speaker and item.dialogue_id else None
         return {
             "audio": audio,
             "video": None,
             "transcript": item.transcript,
             "context": item.context,
             "speaker": item.speaker,
-            "name": name,
+            "name": prompt_speaker(item),  # "corpus/name" ids; named only in conversations
             "extract": extract,
         }
     if not isinstance(item, dict):

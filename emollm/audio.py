@@ -4,11 +4,16 @@ Everything downstream (alignment, Praat measures, encoders) takes an :class:`Aud
 audio unusable raise :class:`~emollm.errors.AudioError` saying what was wrong; problems that only degrade it
 (clipping, a low original sample rate) are recorded on the result and reported with ``warnings.warn``.
 
+>>> import warnings
 >>> import numpy as np
->>> tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(8000) / 8000)
->>> audio = load_audio(tone, sample_rate=8000)  # doctest: +SKIP
->>> audio.sample_rate, round(audio.duration, 2)  # doctest: +SKIP
-(16000, 1.0)
+>>> tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(8000) / 8000)  # 1 s of 220 Hz at 8 kHz
+>>> with warnings.catch_warnings(record=True) as caught:  # a low sample rate is reported, not refused
+...     warnings.simplefilter("always")
+...     audio = load_audio(tone, sample_rate=8000)
+>>> audio.sample_rate, round(audio.duration, 2), audio.original_sample_rate
+(16000, 1.0, 8000)
+>>> audio.notes, len(caught)
+(['recorded at 8000 Hz: nothing above 4000 Hz; spectral measures are degraded'], 1)
 """
 
 from __future__ import annotations
@@ -184,7 +189,12 @@ def load_audio(
 def save_audio(audio: Audio, path: str | Path) -> Path:
     """Write ``audio`` to ``path`` (WAV, FLAC or OGG by the suffix), atomically.
 
-    >>> save_audio(load_audio(np.zeros(8000) + 0.1, 16000), "tone.wav")  # doctest: +SKIP
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = save_audio(load_audio(np.full(8000, 0.1), 16000), Path(folder.name) / "tone.wav")
+    >>> path.name, load_audio(path).duration
+    ('tone.wav', 0.5)
+    >>> folder.cleanup()
     """
     import soundfile as sf
 

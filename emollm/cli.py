@@ -1,7 +1,10 @@
-"""The ``emollm`` command line: ``models``, ``demo``, ``prosody``, ``predict``, ``evaluate``.
+"""The ``emollm`` command line: models, demo, prosody, predict, evaluate, compare, sft and grpo.
 
 Each subcommand is one function taking the parsed arguments; errors a user can cause are printed as one
-line (no traceback) with exit status 2.
+line (no traceback) with exit status 2. ``evaluate``'s options are the fields of
+:class:`~emollm.evaluation.harness.EvalConfig` (transformers' ``HfArgumentParser``); ``sft`` and
+``grpo`` hand the rest of the command line to the recipes in :mod:`emollm.recipes` (TRL's ``TrlParser``:
+``--config`` YAML plus overrides).
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from emollm.evaluation.harness import EvalConfig, evaluate
     from emollm.evaluation.metrics import summary_markdown
 
-    config = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})
+    config = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})  # checks
     result = evaluate(config, overwrite=args.overwrite, progress=not args.no_progress)
     if result.predicted == 0:
         print(f"nothing to predict: {result.output_dir} already holds all {result.summary['n']} predictions")
@@ -148,7 +151,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_prosody(args: argparse.Namespace) -> int:
     from emollm.prosody.describe import describe
     from emollm.prosody.measure import MeasureConfig
-    from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
+    from emollm.prosody.normalize import normalize_features
     from emollm.prosody.pipeline import extract_prosody
 
     start = time.perf_counter()
@@ -156,10 +159,7 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
     features = extract_prosody(
         args.file, args.transcript, args.textgrid, args.speaker, config=config, on_failure=args.on_failure
     )
-    if args.normalizer:
-        normalized = ProsodyNormalizer.load(args.normalizer).transform(features, args.speaker)
-    else:
-        normalized = utterance_relative(features)
+    normalized = normalize_features(features, args.normalizer, args.speaker)  # for its reference in --json
     text = describe(
         features, normalized, style=args.style, max_vowels=args.max_vowels, max_words=args.max_words
     )
@@ -194,8 +194,28 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
     return 0
 
 
+RECIPES = {"sft": "emollm.recipes.sft", "grpo": "emollm.recipes.grpo"}
+"""Subcommands that run a training recipe; the rest of the command line goes to the recipe's own parser."""
+
+
+def _run_recipe(name: str, argv: list[str]) -> int:
+    import importlib
+
+    from emollm.training.arguments import parse_recipe_args
+
+    recipe = importlib.import_module(RECIPES[name])
+    parser = recipe.make_parser()
+    recipe.main(*parse_recipe_args(parser, argv))
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # after success only (see emollm.recipes.sft.cli)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``emollm`` command."""
+    from transformers.hf_argparser import HfArgumentParser
+
     from emollm.evaluation.harness import EvalConfig
     from emollm.labels import LABEL_SETS
     from emollm.modeling.base import BUILTIN_MODELS, DEFAULT_MODEL
@@ -203,7 +223,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emollm", description="LLM-based emotion recognition and reasoning."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=HfArgumentParser
+    )
 
     models = sub.add_parser("models", help="list built-in models and what is cached")
     models.add_argument("--json", action="store_true", help="print JSON")
@@ -266,9 +288,17 @@ def make_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=_cmd_predict)
 
     evaluate = sub.add_parser(
-        "evaluate", help="zero-shot (or checkpoint) evaluation over a corpus split; resumable"
+        "evaluate",
+        help="zero-shot (or checkpoint) evaluation over a corpus split; resumable",
+        dataclass_types=[EvalConfig],
     )
-    _add_config_options(evaluate, EvalConfig)
+    evaluate.add_argument(
+        "--no-prosody",
+        "--no_prosody",
+        dest="prosody",
+        action="store_false",
+        help="no description in the prompt",
+    )
     evaluate.add_argument(
         "--overwrite", action="store_true", help="discard the output folder's predictions and start again"
     )
@@ -315,32 +345,15 @@ def make_parser() -> argparse.ArgumentParser:
     prosody.add_argument("--plot", help="write waveform, pitch, intensity and vowel spans to this PNG")
     prosody.add_argument("--json", action="store_true", help="print the description and all measures as JSON")
     prosody.set_defaults(func=_cmd_prosody, quiet=False)
+
+    for name, what in (("sft", "supervised fine-tuning"), ("grpo", "GRPO with verifiable rewards")):
+        recipe = sub.add_parser(
+            name,
+            help=f"run the {what} recipe: --config YAML plus overrides (emollm {name} --help lists them)",
+            add_help=False,
+        )
+        recipe.set_defaults(func=None)
     return parser
-
-
-def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
-    """One ``--kebab-case`` option per dataclass field, with its help, choices and default."""
-    for f in dataclasses.fields(config_class):
-        option = "--" + f.name.replace("_", "-")
-        kind = str(f.type).replace(" ", "")
-        required = f.default is dataclasses.MISSING
-        default = None if required else f.default
-        help_text = f.metadata.get("help", "")
-        if kind == "bool|None":
-            parser.add_argument(
-                option, action=argparse.BooleanOptionalAction, default=default, help=help_text
-            )
-        elif kind == "bool":
-            parser.add_argument(option, action="store_true", help=help_text)
-        else:
-            parser.add_argument(
-                option,
-                type=int if kind.startswith("int") else str,
-                default=default,
-                required=required,
-                choices=f.metadata.get("choices"),
-                help=help_text + ("" if required or default is None else f" (default: {default})"),
-            )
 
 
 def _quiet_libraries() -> None:
@@ -356,6 +369,15 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emollm`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in RECIPES:  # the recipe parses its own options (--config YAML, --help)
+        command = argv[0]
+        _quiet_libraries()
+        try:
+            return _run_recipe(command, argv[1:])
+        except EmollmError as exc:
+            print(f"emollm {command}: error: {exc}", file=sys.stderr)
+            return 2
     args = make_parser().parse_args(argv)
     if getattr(args, "quiet", True):  # commands that load models; prosody never imports transformers
         _quiet_libraries()

@@ -27,3 +27,36 @@ class ModelError(EmollmError, RuntimeError):
 
 class AlignmentError(EmollmError, ValueError):
     """A transcript or TextGrid cannot be aligned to the audio."""
+
+
+def check_config(config, problems: list[str] | None = None) -> None:
+    """Check a dataclass config at parse time: each field's ``choices``, plus ``problems`` its caller found.
+
+    Collects every problem and raises once (a typo in one option is reported with all the others, before
+    any work starts). Call it from the dataclass's ``__post_init__``.
+
+    Raises:
+        ConfigError: naming each bad field, the value seen and what is accepted.
+
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Run:
+    ...     mode: str = field(default="score", metadata={"choices": ["score", "generate"]})
+    ...     def __post_init__(self):
+    ...         check_config(self)
+    >>> Run(mode="scor")
+    Traceback (most recent call last):
+    ...
+    emollm.errors.ConfigError: Run: mode is 'scor'; accepted: score, generate
+    """
+    import dataclasses
+
+    found = []
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is not None and value is not None and value not in choices:
+            found.append(f"{f.name} is {value!r}; accepted: {', '.join(map(str, choices))}")
+    found += list(problems or [])
+    if found:
+        raise ConfigError(f"{type(config).__name__}: " + "; ".join(found))

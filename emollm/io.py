@@ -1,10 +1,12 @@
 """Atomic file writes: a reader never sees half a file, and an interrupted write leaves the old one.
 
 >>> import tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "out.json"
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = pathlib.Path(folder.name) / "out.json"
 >>> write_text_atomic(path, "{}")
->>> path.read_text()
-'{}'
+>>> path.read_text(), [p.name for p in path.parent.iterdir()]  # no temporary file left behind
+('{}', ['out.json'])
+>>> folder.cleanup()
 """
 
 from __future__ import annotations

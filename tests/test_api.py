@@ -1,5 +1,7 @@
 """EmotionReasoner on a tiny random Llama: wiring, modes, prosody in the prompt, batching."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -158,17 +160,39 @@ def test_bad_inputs(lm):
         EmotionReasoner(lm, mode="score").predict(transcript="x", context=["just text"])
 
 
-def test_calibration_divides_by_the_content_free_distribution(lm, tiny_model, tiny_tokenizer):
-    plain = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score")
-    calibrated = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score", calibrate=True)
-    pred = calibrated.predict(transcript="What a day.")
-    scores = score_labels(
-        tiny_model, tiny_tokenizer, [plain.predict(transcript="What a day.").prompt], "iemocap4"
-    )
-    free = score_labels(tiny_model, tiny_tokenizer, [plain.build_prompt("N/A", for_scoring=True)], "iemocap4")
-    expected = (scores[0] - free[0]).softmax(-1)
-    assert torch.allclose(torch.tensor(list(pred.distribution.values())), expected, atol=1e-6)
-    assert not torch.allclose(expected, scores[0].softmax(-1), atol=1e-3)  # calibration changed something
+@pytest.mark.parametrize("strategy", ["minimal", "cot", "acoustic"])
+def test_calibration_makes_the_content_free_input_uniform(lm, strategy):
+    # contextual calibration (Zhao et al., 2021) is defined by this: the content-free input itself, transcript
+    # "N/A" (and description "N/A" where the strategy describes the voice), gets equal probabilities
+    def content_free_probs(reasoner):
+        description = "N/A" if reasoner.prosody else None
+        pred = reasoner.predict_batch([{"transcript": "N/A"}], prosody=[description])[0]
+        return list(pred.distribution.values())
+
+    calibrated = EmotionReasoner(lm, labels="ravdess8", strategy=strategy, mode="score", calibrate=True)
+    plain = EmotionReasoner(lm, labels="ravdess8", strategy=strategy, mode="score")
+    assert calibrated.prosody is (strategy == "acoustic")
+    assert max(content_free_probs(calibrated)) - min(content_free_probs(calibrated)) < 1e-5
+    assert max(content_free_probs(plain)) - min(content_free_probs(plain)) > 1e-3  # the bias removed above
+
+
+def test_calibration_moves_every_input_s_log_odds_by_the_same_amount(lm):
+    # each label's probability is divided by a constant of its own, so for any two labels the log-odds of
+    # every input move by one amount and the inputs, ordered by those log-odds, keep their order (what can
+    # change is the ranking of the labels within an input: that is the prior bias being removed)
+    items = [{"transcript": t} for t in ["What a day.", "Leave me alone!", "I won", "Fine.", "Why?"]]
+
+    def log_probs(calibrate):
+        reasoner = EmotionReasoner(
+            lm, labels="iemocap4", strategy="minimal", mode="score", calibrate=calibrate
+        )
+        return torch.tensor([list(p.distribution.values()) for p in reasoner.predict_batch(items)]).log()
+
+    plain, calibrated = log_probs(False), log_probs(True)
+    for a, b in itertools.combinations(range(plain.shape[1]), 2):
+        before, after = plain[:, a] - plain[:, b], calibrated[:, a] - calibrated[:, b]
+        assert torch.allclose(after - before, (after - before)[0].expand(len(items)), atol=1e-4)
+        assert before.argsort().tolist() == after.argsort().tolist()
 
 
 def test_a_reasoner_keeps_the_template_it_was_built_with(lm, tmp_path):

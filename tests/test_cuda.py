@@ -8,7 +8,7 @@ from test_grpo import grpo_trainer, moved, snapshot
 from test_lm import sharpen
 from test_sft import FRAME_DIM, LABELS, frames, make_lm
 
-from emollm.modeling.emotion_lm import build_inputs_embeds
+from emollm.modeling.adapters import build_inputs_embeds
 from emollm.modeling.injection import PSEUDO_TOKEN_ID
 
 pytestmark = pytest.mark.gpu
@@ -20,8 +20,8 @@ def scores_and_text(lm, device):
     lm.model.to(device)
     prompt = "<|im_start|>user\nhow does this sound? <|audio|><|im_end|>\n<|im_start|>assistant\n"
     features = [{"audio": frames()["u0"]}, {"audio": frames()["u3"]}]
-    scores = lm.score([prompt, prompt], LABELS, features=features).cpu()
-    return scores, lm.generate([prompt, prompt], features=features, max_new_tokens=6)
+    scores = lm.score([prompt, prompt], LABELS, frames=features).cpu()
+    return scores, lm.generate([prompt, prompt], frames=features, max_new_tokens=6)
 
 
 def test_scores_and_greedy_text_on_cuda_equal_cpu(tiny_tokenizer):
@@ -39,7 +39,7 @@ def plain_head_logps(trainer, ids, mask, k):
     model = trainer.model
     text_mask = mask.bool() & (ids != PSEUDO_TOKEN_ID)
     text_mask[:, ids.size(1) - k :] = False
-    embeds = build_inputs_embeds(model, ids, trainer._features(slice(None)), text_mask)
+    embeds = build_inputs_embeds(model, ids, trainer._frames_of(slice(None)), text_mask)
     logits = model(inputs_embeds=embeds, attention_mask=mask).logits[:, -(k + 1) : -1].float()
     logps = (logits / trainer.temperature).log_softmax(-1)
     entropy = -(logps.exp() * logps).sum(-1)
@@ -56,7 +56,7 @@ def test_the_fused_lm_head_under_pseudo_tokens_equals_the_plain_head(tiny_tokeni
     mask[0, 0] = 0  # left padding
     g = torch.Generator().manual_seed(1)
     trainer._frames = {
-        "audio_features": torch.randn(2, 4, FRAME_DIM, generator=g).cuda(),
+        "audio_frames": torch.randn(2, 4, FRAME_DIM, generator=g).cuda(),
         "audio_mask": torch.ones(2, 4, dtype=torch.bool, device="cuda"),
     }
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_the_fused_lm_head_under_pseudo_tokens_equals_the_plain_head(tiny_tokeni
         plain, plain_entropy = plain_head_logps(trainer, ids, mask, 3)
     torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(entropy, plain_entropy, atol=1e-4, rtol=1e-4)
-    trainer._frames["audio_features"][1] = torch.randn(4, FRAME_DIM, generator=g).cuda()  # row 1 only
+    trainer._frames["audio_frames"][1] = torch.randn(4, FRAME_DIM, generator=g).cuda()  # row 1 only
     with torch.no_grad():
         other = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 3)[0]
     assert torch.equal(other[0], fused[0]) and not torch.allclose(other[1], fused[1])

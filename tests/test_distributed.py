@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest/recipe_fixtures when run as a script
-
-from recipe_fixtures import CPU_2PROC, RECIPE, REPO, save_tiny_model, smoke_overrides, write_speech_manifest
+# run as a script, this file's folder is first on sys.path: conftest's plain builders import as they do here
+from conftest import CPU_2PROC, RECIPE, REPO, smoke_overrides
 
 LABELS = ["happy", "sad", "angry", "neutral"]
 FRAME_DIM = 22  # the prosody_frames encoder's output size
@@ -51,7 +50,7 @@ def ddp_train(out: Path, mode: str = "default") -> None:
     from emollm.api import EmotionReasoner
     from emollm.data import Utterance
     from emollm.modeling import EmotionLM
-    from emollm.modeling.emotion_lm import AdapterSpec
+    from emollm.modeling.adapters import AdapterSpec
     from emollm.modeling.projectors import build_projector
     from emollm.training import EmotionSFTTrainer, MultimodalCollator, build_examples, prepare_for_training
 
@@ -69,7 +68,7 @@ def ddp_train(out: Path, mode: str = "default") -> None:
     ]
     g = torch.Generator().manual_seed(1)
     frames = {u.id: torch.randn(4 + i, FRAME_DIM, generator=g) * (1 + i) for i, u in enumerate(utterances)}
-    examples = build_examples(utterances, reasoner, features={"audio": frames})
+    examples = build_examples(utterances, reasoner.prompts, frames={"audio": frames})
     lora = LoraConfig(
         r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
     )
@@ -199,15 +198,8 @@ def test_the_check_fails_when_the_projector_is_not_synchronised(tmp_path):
     assert different and different <= projector
 
 
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    """The tiny model folder and the synthesised-speech manifest (see tests/recipe_fixtures.py)."""
-    base = tmp_path_factory.mktemp("ddp_recipe")
-    return save_tiny_model(base / "model"), write_speech_manifest(base / "data")
-
-
-def test_recipe_runs_under_accelerate(speech, tmp_path):
-    model, manifest = speech
+def test_recipe_runs_under_accelerate(tiny_model_dir, speech_manifest, tmp_path):
+    model, manifest = tiny_model_dir, speech_manifest
     out = tmp_path / "run"
     config = REPO / "recipes" / "configs" / "ravdess" / "sft_tokens.yaml"
     overrides = smoke_overrides(manifest, model, out)

@@ -17,7 +17,7 @@ from emollm.modeling.encoders import (
     FEATURE_SCALING,
     build_encoder,
     encode_cached,
-    pad_features,
+    pad_frames,
     sample_indices,
 )
 
@@ -78,17 +78,17 @@ def test_missing_model_folder_says_config_json_is_needed(tmp_path, name):
         build_encoder(name, path=tmp_path / "nowhere")
 
 
-def test_pad_features_masks_padding_and_survives_empty_inputs():
-    batch, mask = pad_features([torch.ones(3, 2), torch.full((1, 2), 2.0), torch.zeros(0, 2)])
+def test_pad_frames_masks_padding_and_survives_empty_inputs():
+    batch, mask = pad_frames([torch.ones(3, 2), torch.full((1, 2), 2.0), torch.zeros(0, 2)])
     assert batch.shape == (3, 3, 2) and mask.dtype == torch.bool
     assert mask.tolist() == [[True] * 3, [True, False, False], [False] * 3]
     assert batch[1, 0].tolist() == [2.0, 2.0] and batch[1, 1:].abs().sum() == 0
-    empty, empty_mask = pad_features([torch.zeros(0, 4)])
+    empty, empty_mask = pad_frames([torch.zeros(0, 4)])
     assert empty.shape == (1, 1, 4) and not empty_mask.any()
     with pytest.raises(ConfigError, match="one feature size"):
-        pad_features([torch.ones(2, 3), torch.ones(2, 4)])
+        pad_frames([torch.ones(2, 3), torch.ones(2, 4)])
     with pytest.raises(ConfigError, match="at least one"):
-        pad_features([])
+        pad_frames([])
 
 
 def test_sample_indices_spread_uniformly():
@@ -381,7 +381,7 @@ def test_encode_cached_with_keys_and_without_cache_dir(prosody, tmp_path):
     plain = encode_cached(prosody, [wave])[0]
     keyed = encode_cached(prosody, [wave], tmp_path, keys=["utt-1"])[0]
     assert torch.equal(plain, keyed)
-    name = encoders.cache_key(prosody, key="utt-1")
+    name = encoders.frames_cache_key(prosody, key="utt-1")
     assert (tmp_path / "prosody_frames" / f"{name}.safetensors").is_file()
     with pytest.raises(ConfigError, match="one key per input"):
         encode_cached(prosody, [wave], tmp_path, keys=["a", "b"])

@@ -206,5 +206,28 @@ def test_a_model_loaded_here_takes_the_dtype_and_device_and_records_the_dtype(
     assert json.loads((out / "config.json").read_text())["settings"]["dtype"] == "bfloat16"
     with pytest.raises(ConfigError, match="dtype: 'bfloat16' -> 'float32'"):  # other numbers: not resumed
         evaluate(config(manifest, out, model=str(folder), device="cpu", limit=2), progress=False)
-    with pytest.raises(ConfigError, match="dtype must be float32, bfloat16 or float16, got 'int8'"):
-        evaluate(config(manifest, tmp_path / "x", model=str(folder), dtype="int8"), progress=False)
+    with pytest.raises(ConfigError, match="dtype is 'int8'; accepted: float32, bfloat16, float16"):
+        config(manifest, tmp_path / "x", model=str(folder), dtype="int8")
+
+
+def test_every_bad_setting_is_reported_at_once_before_any_work(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        EvalConfig(
+            data=f"manifest:{tmp_path / 'missing.csv'}",
+            mode="scor",
+            context=-1,
+            strategy="fancy",
+            labels="nope",
+            normalizer="speakers",
+        )
+    message = str(caught.value)
+    for expected in (
+        "mode is 'scor'; accepted: score, generate",
+        "no manifest file",
+        "context is -1; it must be >= 0",
+        "unknown prompt strategy 'fancy'",
+        "unknown label set 'nope'",
+        "normalizer is 'speakers'",
+    ):
+        assert expected in message
+    assert EvalConfig(data="ravdess", labels="calm, angry").label_set() == ["calm", "angry"]

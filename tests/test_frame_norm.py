@@ -11,10 +11,11 @@ from emollm.api import EmotionReasoner
 from emollm.audio import load_audio, save_audio
 from emollm.data import Utterance
 from emollm.errors import ConfigError
-from emollm.evaluation.harness import encode_utterances
+from emollm.inputs import encode_utterances
 from emollm.modeling import EmotionLM
-from emollm.modeling.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
-from emollm.modeling.emotion_lm import AdapterSpec, build_adapters
+from emollm.modeling.adapters import AdapterSpec, build_adapters
+from emollm.modeling.checkpoint import CONFIG_NAME, save_checkpoint
+from emollm.modeling.emotion_lm import load_checkpoint
 from emollm.modeling.encoders import build_encoder
 from emollm.modeling.frame_norm import FrameNormalizer
 
@@ -188,15 +189,19 @@ def test_harness_refits_on_every_utterance_so_a_resumed_run_sees_the_same_frames
     tiny_tokenizer, tmp_path, emollm_cache
 ):
     utts = speech(tmp_path)
-    full = encode_utterances(adapted_lm(tiny_tokenizer, "speaker"), utts, progress=False)
-    resumed = encode_utterances(adapted_lm(tiny_tokenizer, "speaker"), utts, todo=utts[8:], progress=False)
+    lm = adapted_lm(tiny_tokenizer, "speaker")
+    full, fitted = encode_utterances(lm, utts, progress=False)
+    assert lm.frame_normalizers == {}  # the statistics are returned, the model is left as it was
+    resumed, _ = encode_utterances(adapted_lm(tiny_tokenizer, "speaker"), utts, todo=utts[8:], progress=False)
+    resumed, full = resumed["audio"], full["audio"]
     assert sorted(resumed) == ["c8", "c9"]
-    assert all(torch.equal(resumed[k]["audio"], full[k]["audio"]) for k in resumed)
+    assert all(torch.equal(resumed[k], full[k]) for k in resumed)
     raw = build_encoder("prosody_frames").encode([u.audio_path for u in utts])
     expected = FrameNormalizer.fit(raw, [u.speaker for u in utts])
-    assert torch.allclose(full["c8"]["audio"], expected(raw[8], "f"))
+    assert fitted["audio"].to_dict() == expected.to_dict()
+    assert torch.allclose(full["c8"], expected(raw[8], "f"))
     # fitted on the speaker's own clips only, not everyone's
-    assert not torch.allclose(full["c8"]["audio"], FrameNormalizer.fit(raw, [None] * 10)(raw[8]), atol=1e-3)
+    assert not torch.allclose(full["c8"], FrameNormalizer.fit(raw, [None] * 10)(raw[8]), atol=1e-3)
 
 
 def test_evaluation_refits_or_uses_the_checkpoints_statistics_and_leaves_the_model_as_it_was(
@@ -210,7 +215,7 @@ def test_evaluation_refits_or_uses_the_checkpoints_statistics_and_leaves_the_mod
     seen = {}
 
     def keep_features(self, items, **kwargs):  # record what the harness feeds the model
-        seen.update({item.id: f["audio"] for item, f in zip(items, kwargs["features"])})
+        seen.update({item.id: f["audio"] for item, f in zip(items, kwargs["frames"])})
         return real(self, items, **kwargs)
 
     real = EmotionReasoner.predict_batch
@@ -234,5 +239,5 @@ def test_evaluation_refits_or_uses_the_checkpoints_statistics_and_leaves_the_mod
         settings = json.loads((tmp_path / mode / "config.json").read_text())["settings"]
         assert settings["frame_normalizer"] == mode
         assert lm.frame_normalizers["audio"] is trained  # the caller's model keeps its statistics
-    with pytest.raises(ConfigError, match="frame_normalizer must be speaker or checkpoint, got 'utterance'"):
-        harness.evaluate(harness.EvalConfig(data="ravdess", frame_normalizer="utterance"), lm=lm)
+    with pytest.raises(ConfigError, match="frame_normalizer is 'utterance'; accepted: speaker, checkpoint"):
+        harness.EvalConfig(data="ravdess", frame_normalizer="utterance")

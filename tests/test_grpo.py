@@ -11,7 +11,8 @@ from trl import GRPOConfig, GRPOTrainer
 from emollm.api import EmotionReasoner
 from emollm.data import Utterance
 from emollm.errors import ConfigError
-from emollm.modeling.checkpoint import PROJECTORS_NAME, load_checkpoint
+from emollm.modeling.checkpoint import PROJECTORS_NAME
+from emollm.modeling.emotion_lm import load_checkpoint
 from emollm.modeling.injection import PSEUDO_TOKEN_ID
 from emollm.training import prepare_for_training
 from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
@@ -150,7 +151,7 @@ def grpo_trainer(
 ):
     reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
     features = {"audio": frames()} if lm.modalities else None
-    rows = build_grpo_examples(utterances(), reasoner, features=features)
+    rows = build_grpo_examples(utterances(), reasoner.prompts, frames=features)
     model = prepare_for_training(lm.model, LoraConfig(**LORA))
     extra = dict(base_model="tiny", adapters=lm.adapters, reasoner_settings={"labels": ["happy", "sad"]})
     extra["projector_learning_rate"] = projector_lr
@@ -200,16 +201,16 @@ def test_a_projector_rate_of_zero_keeps_the_projector_while_lora_moves(tiny_toke
 def test_rows_carry_prompt_label_set_and_frames(tiny_tokenizer):
     lm = make_lm(tiny_tokenizer, projector="linear")
     reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
-    rows = build_grpo_examples(utterances(2), reasoner, features={"audio": frames(2)})
-    assert set(rows[0]) == {"id", "prompt", "label", "label_set", "audio_features"}
+    rows = build_grpo_examples(utterances(2), reasoner.prompts, frames={"audio": frames(2)})
+    assert set(rows[0]) == {"id", "prompt", "label", "label_set", "audio_frames"}
     assert "<|audio|>" in rows[0]["prompt"] and rows[1]["label"] == "sad"
-    assert rows[0]["label_set"] == ["happy", "sad"] and len(rows[1]["audio_features"]) == 6
+    assert rows[0]["label_set"] == ["happy", "sad"] and len(rows[1]["audio_frames"]) == 6
     named = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="generate")
-    one = build_grpo_examples(utterances(1), named, features={"audio": frames(1)})
+    one = build_grpo_examples(utterances(1), named.prompts, frames={"audio": frames(1)})
     assert one[0]["label_set"] == "iemocap4"  # a registered set by name: the rewards keep its merges
     voted = utterances(2)
     voted[0].label_distribution = {"happy": 0.5, "sad": 0.5}
-    rows = build_grpo_examples(voted, reasoner, features={"audio": frames(2)})
+    rows = build_grpo_examples(voted, reasoner.prompts, frames={"audio": frames(2)})
     assert [r["label_distribution"] for r in rows] == [{"happy": 0.5, "sad": 0.5}, {"happy": 0.0, "sad": 1.0}]
 
 
@@ -299,7 +300,7 @@ def test_audio_frames_condition_the_policy(tiny_tokenizer, tmp_path):
     other = torch.cat([same[:1], torch.randn(1, 4, FRAME_DIM, generator=g)])
     logps = []
     for audio in (same, other):
-        trainer._frames = {"audio_features": audio, "audio_mask": inputs["audio_mask"]}
+        trainer._frames = {"audio_frames": audio, "audio_mask": inputs["audio_mask"]}
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
         mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
         with torch.no_grad():
@@ -309,7 +310,7 @@ def test_audio_frames_condition_the_policy(tiny_tokenizer, tmp_path):
     trainer._frames = None
     with pytest.raises(RuntimeError, match="without their frames"):
         trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 3)
-    inputs.update(audio_features=other)
+    inputs.update(audio_frames=other)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     trainer._compute_loss(trainer.model, inputs).backward()
@@ -351,7 +352,7 @@ def test_each_row_meets_its_own_frames_through_buffering(tiny_tokenizer, tmp_pat
     reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
     utts = [Utterance(id=f"u{i}", transcript=f"number {i}", label="happy") for i in range(8)]
     feats = {"audio": {f"u{i}": torch.full((3 + i, FRAME_DIM), float(i)) for i in range(8)}}
-    rows = build_grpo_examples(utts, reasoner, features=feats)
+    rows = build_grpo_examples(utts, reasoner.prompts, frames=feats)
     seen = []
     real = grpo.build_inputs_embeds
 

@@ -1,4 +1,4 @@
-"""recipes/grpo.py: every config parses and is documented; both routes run 2 steps on the tiny model (from a
+"""The GRPO recipe (emollm.recipes.grpo): every config parses and is documented; both routes run 2 steps on the tiny model (from a
 base model and from an SFT checkpoint), evaluate before and after, in-domain and cross-domain; bad configs
 fail with a clear message."""
 
@@ -9,43 +9,20 @@ import json
 import pytest
 import torch
 import yaml
-from recipe_fixtures import (
-    CONFIGS,
-    GRPO_CONFIGS,
-    REPO,
-    load_recipe,
-    save_tiny_model,
-    smoke_overrides,
-    write_speech_manifest,
-)
+from conftest import CONFIGS, GRPO_CONFIGS, REPO, smoke_overrides
 
+import emollm.recipes.grpo
+import emollm.recipes.sft
 from emollm.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("recipe_cache")
 IDS = [str(p.relative_to(REPO / "recipes" / "configs")) for p in GRPO_CONFIGS]
 TINY = ["--num_generations", "2", "--max_completion_length", "8", "--logging_steps", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def recipe_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EMOLLM_CACHE", str(tmp_path_factory.mktemp("emollm_cache")))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"))
-
-
-@pytest.fixture(scope="module")
-def speech_manifest(tmp_path_factory):
-    return write_speech_manifest(tmp_path_factory.mktemp("speech"))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def recipe():
-    return load_recipe("grpo")
+    return emollm.recipes.grpo
 
 
 def parse(recipe, config, *overrides):
@@ -78,17 +55,18 @@ def test_config_parses_to_its_yaml_and_is_documented(recipe, config):
                 )
     relative = config.relative_to(REPO).as_posix()
     lines = config.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == f"# python recipes/grpo.py --config {relative}"
+    assert lines[0] == f"# emollm grpo --config {relative}"
     start = written["model_name_or_path"]
-    assert any(line.startswith("# Start: python recipes/sft.py") and start in line for line in lines)
+    assert any(line.startswith("# Start: emollm sft") and start in line for line in lines)
     docs = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
     assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
 
 
 def test_unknown_reward_fails_before_anything_loads(recipe):
-    args = parse(recipe, config_named("ravdess/grpo_text.yaml"), "--rewards", "format", "acuracy")
-    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['acuracy'\]; valid names: format, label"):
-        recipe.main(*args)
+    with pytest.raises(ConfigError, match=r"rewards \['acuracy'\] unknown; accepted: format, label"):
+        parse(
+            recipe, config_named("ravdess/grpo_text.yaml"), "--rewards", "format", "acuracy"
+        )  # at parse time
     args = parse(recipe, config_named("ravdess/grpo_text.yaml"), "--reward_weights", "1.0")
     with pytest.raises(ConfigError, match="reward_weights has 1 values for 2 rewards"):
         recipe.main(*args)
@@ -137,6 +115,24 @@ def test_text_route_from_a_base_model(recipe, tiny_model_dir, speech_manifest, t
     assert (reasoner.mode, reasoner.strategy, reasoner.max_new_tokens) == ("generate", "acoustic", 8)
 
 
+@pytest.mark.parametrize("config", GRPO_CONFIGS, ids=IDS)
+def test_every_config_trains_two_steps_on_the_tiny_model(
+    recipe, config, tiny_model_dir, speech_manifest, tmp_path
+):
+    """Each config as written (route, template, rewards, context window), from the tiny base model."""
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    out = tmp_path / "run"
+    summary = grpo_run(recipe, config, tiny_model_dir, speech_manifest, out, "--eval_before", "false")
+    assert summary["route"] == written["route"] and summary["rewards"] == written["rewards"]
+    assert {key.split("/")[0] for key in summary["evaluations"]} == {"after"}
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    saved = json.loads((out / "emollm_config.json").read_text())
+    assert saved["reasoner"]["strategy"] == written["strategy"]
+    assert saved["reasoner"]["context_turns"] == written.get("context_turns", 0)
+    assert bool(saved["adapters"]) == (written["route"] in ("tokens", "both"))
+
+
 def test_no_evaluation_before_means_no_comparison(recipe, tiny_model_dir, speech_manifest, tmp_path):
     out = tmp_path / "run"
     stale = out / f"eval-before-manifest:{speech_manifest}-dev"  # left over from an earlier start
@@ -150,7 +146,7 @@ def test_no_evaluation_before_means_no_comparison(recipe, tiny_model_dir, speech
 def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech_manifest, tmp_path):
     from safetensors.torch import load_file
 
-    sft = load_recipe("sft")
+    sft = emollm.recipes.sft
     sft_config = CONFIGS[[p.name for p in CONFIGS].index("sft_tokens.yaml")]
     start = tmp_path / "sft"
     sft_args = sft.make_parser().parse_args_and_config(
@@ -210,7 +206,7 @@ def test_a_template_without_tags_is_refused_with_the_format_reward(
 def test_a_projector_only_checkpoint_gets_a_lora_and_a_frozen_llm(
     recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
 ):
-    sft = load_recipe("sft")
+    sft = emollm.recipes.sft
     sft_config = CONFIGS[[p.name for p in CONFIGS].index("sft_tokens.yaml")]
     start = tmp_path / "sft"
     sft_args = sft.make_parser().parse_args_and_config(

@@ -7,7 +7,7 @@ from conftest import build_tiny_llama
 from emollm.api import EmotionReasoner
 from emollm.errors import ConfigError
 from emollm.modeling import EmotionLM
-from emollm.modeling.emotion_lm import AdapterSpec, build_inputs_embeds, get_projectors
+from emollm.modeling.adapters import AdapterSpec, build_inputs_embeds, get_projectors
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, embed_with_pseudo_tokens, tokenize_with_placeholders
 from emollm.modeling.projectors import build_projector
 
@@ -85,12 +85,12 @@ def test_score_and_generate_use_the_audio(lm):
     prompt = reasoner.build_prompt("I see.", for_scoring=True)
     assert prompt.count("<|audio|>") == 1
     one, two = torch.randn(6, DIM), torch.randn(9, DIM) * 5
-    scores = lm.score([prompt, prompt], ["sad", "happy"], features=[{"audio": one}, {"audio": two}])
-    alone = lm.score([prompt], ["sad", "happy"], features=[{"audio": two}])
+    scores = lm.score([prompt, prompt], ["sad", "happy"], frames=[{"audio": one}, {"audio": two}])
+    alone = lm.score([prompt], ["sad", "happy"], frames=[{"audio": two}])
     torch.testing.assert_close(scores[1:], alone, atol=1e-5, rtol=0)  # batch = one by one
     assert not torch.equal(scores[0], scores[1])
     preds = reasoner.predict_batch(
-        [{"transcript": "I see.", "audio": "a.wav"}] * 2, features=[{"audio": one}, {"audio": two}]
+        [{"transcript": "I see.", "audio": "a.wav"}] * 2, frames=[{"audio": one}, {"audio": two}]
     )
     assert all(p.completion is not None and set(p.distribution) == {"sad", "happy"} for p in preds)
 
@@ -98,9 +98,9 @@ def test_score_and_generate_use_the_audio(lm):
 def test_float32_frames_feed_a_bfloat16_model(lm):
     prompt = "a <|audio|>\nsad or happy?"
     frames = [{"audio": torch.randn(6, DIM)}, {"audio": torch.randn(4, DIM)}]
-    full = lm.score([prompt] * 2, ["sad", "happy"], features=frames)
+    full = lm.score([prompt] * 2, ["sad", "happy"], frames=frames)
     lm.model.to(torch.bfloat16)  # projectors included: they are registered on the model
-    half = lm.score([prompt] * 2, ["sad", "happy"], features=frames)
+    half = lm.score([prompt] * 2, ["sad", "happy"], frames=frames)
     torch.testing.assert_close(half.float(), full, atol=0.05, rtol=0)  # the same scores, at bf16 precision
 
 
@@ -113,18 +113,18 @@ def test_bad_inputs_give_clear_errors(lm, tiny_tokenizer):
         lm.tokenize(["<|audio|> <|video|>"])
     with pytest.raises(ConfigError, match="in the order"):
         tokenize_with_placeholders(tiny_tokenizer, "<|video|> <|audio|>", {"audio": 1, "video": 1})
-    with pytest.raises(ConfigError, match="pass features="):
+    with pytest.raises(ConfigError, match="pass frames="):
         lm.score(["<|audio|>"], ["sad"])
     with pytest.raises(ConfigError, match="expects in_dim=5"):
-        lm.score(["<|audio|>"], ["sad"], features=[{"audio": torch.randn(4, 3)}])
-    with pytest.raises(ConfigError, match="no 'audio' features"):
-        lm.score(["<|audio|>"], ["sad"], features=[{"video": torch.randn(4, DIM)}])
+        lm.score(["<|audio|>"], ["sad"], frames=[{"audio": torch.randn(4, 3)}])
+    with pytest.raises(ConfigError, match="no 'audio' frames"):
+        lm.score(["<|audio|>"], ["sad"], frames=[{"video": torch.randn(4, DIM)}])
     with pytest.raises(ConfigError, match="3 pseudo-token slots but 2"):
         embed_with_pseudo_tokens(
             torch.nn.Embedding(5, 2), torch.tensor([[PSEUDO_TOKEN_ID] * 3]), [torch.ones(2, 2)]
         )
     text_only = EmotionLM(build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer)
     with pytest.raises(ConfigError, match="no adapters"):
-        text_only.score(["hi"], ["sad"], features=[{"audio": torch.randn(4, DIM)}])
+        text_only.score(["hi"], ["sad"], frames=[{"audio": torch.randn(4, DIM)}])
     with pytest.raises(ConfigError, match="hears audio through its adapter"):
         EmotionReasoner(lm, labels=["sad"], strategy="minimal").predict(transcript="hi")

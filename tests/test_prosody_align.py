@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 
 from emollm.errors import AlignmentError
-from emollm.prosody.align import (
-    NUCLEUS,
-    Alignment,
-    align,
-    align_transcript,
-    alignment_from_textgrid,
-    cmu_lookup,
-    detect_nuclei,
-    letter_to_sound,
-    number_to_words,
-    pronounce,
-    tokenize,
-)
+from emollm.prosody.align import align, align_transcript, alignment_from_textgrid
+from emollm.prosody.alignment import NUCLEUS, Alignment
+from emollm.prosody.nuclei import detect_nuclei
+from emollm.prosody.pronunciation import cmu_lookup, letter_to_sound, number_to_words, pronounce, tokenize
 from emollm.prosody.synth import synthesize
 from emollm.prosody.textgrid import read_textgrid, to_arpabet, write_textgrid
 
@@ -264,6 +255,27 @@ def test_empty_transcript_is_an_error_and_none_means_nuclei():
         align_transcript(audio, "?!")
     al = align(audio, None)
     assert al.method == "nuclei" and al.words == [] and "no transcript" in al.notes[0]
+
+
+def test_align_loads_paths_and_arrays_but_uses_an_audio_as_it_is(tmp_path, monkeypatch):
+    import importlib
+
+    import soundfile as sf
+
+    align_module = importlib.import_module("emollm.prosody.align")  # the module, not the function
+
+    audio, _ = synthesize(KIDS)
+    path = tmp_path / "kids.wav"
+    sf.write(path, audio.samples, audio.sample_rate, subtype="FLOAT")  # the same samples
+    expected = align(audio, KIDS).to_dict()
+    assert align(path, KIDS).to_dict() == expected
+    assert align(audio.samples, KIDS, sample_rate=audio.sample_rate).to_dict() == expected
+
+    def no_second_load(*args, **kwargs):
+        raise AssertionError("load_audio was called on an Audio")
+
+    monkeypatch.setattr(align_module, "load_audio", no_second_load)
+    assert align(audio, KIDS).to_dict() == expected
 
 
 def test_transcript_that_does_not_fit_falls_back_or_raises():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emollm.errors import ConfigError
-from emollm.prosody.align import NUCLEUS
+from emollm.prosody.alignment import NUCLEUS
 from emollm.prosody.describe import STYLES, VOCABULARY, describe
 from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
 
@@ -53,7 +53,7 @@ TEMPLATE_WORDS = {
 
 
 def make_vowel(phone="AA", *, word="word", start=0.0, duration=0.1, f0=10.0, slope=0.0, intensity=70.0):
-    from emollm.prosody.measure import VowelMeasures
+    from emollm.prosody.features import VowelMeasures
 
     hz = 100 * 2 ** (f0 / 12)
     return VowelMeasures(
@@ -79,8 +79,8 @@ def make_vowel(phone="AA", *, word="word", start=0.0, duration=0.1, f0=10.0, slo
 
 
 def make_features(vowels, *, speaker=None, method="textgrid", **utterance):
-    from emollm.prosody.align import Alignment
-    from emollm.prosody.measure import ProsodyFeatures, UtteranceMeasures
+    from emollm.prosody.alignment import Alignment
+    from emollm.prosody.features import ProsodyFeatures, UtteranceMeasures
 
     values = dict(
         duration=2.0,

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from emollm.audio import Audio
 from emollm.errors import AudioError, ConfigError
-from emollm.prosody.align import Alignment, Phone, Word
-from emollm.prosody.measure import (
-    MeasureConfig,
-    ProsodyFeatures,
-    UtteranceMeasures,
-    VowelMeasures,
-    _harmonicity_cc,
-    _undefined_to_nan,
-    measure,
-    pitch_range_for,
-)
+from emollm.prosody.alignment import Alignment, Phone, Word
+from emollm.prosody.features import ProsodyFeatures, UtteranceMeasures, VowelMeasures
+from emollm.prosody.harmonicity import harmonicity_cc
+from emollm.prosody.measure import MeasureConfig, _undefined_to_nan, measure, pitch_range_for
 from emollm.prosody.synth import synthesize
 
 SR = 16_000
@@ -191,13 +186,42 @@ def test_harmonicity_port_matches_praat():
     sound = parselmouth.Sound(audio.samples.astype(float), SR)
     for floor in (75.0, 120.0):
         praat = sound.to_harmonicity_cc(time_step=0.01, minimum_pitch=floor).values[0]
-        ours = _harmonicity_cc(audio.samples, SR, floor, 0.01)
+        ours = harmonicity_cc(audio.samples, SR, floor, 0.01)
         assert ours.shape == praat.shape
         defined = praat > -200
         assert np.mean(defined == (ours > -200)) > 0.98
         both = defined & (ours > -200)
         assert np.median(np.abs(ours[both] - praat[both])) < 0.01
         assert ours[ours > -200].mean() == pytest.approx(praat[defined].mean(), abs=0.6)
+
+
+@pytest.mark.parametrize(("text", "voice"), [(TEXT, "Male1"), ("Dogs are sitting by the door", "Female1")])
+def test_hnr_praat_and_fast_agree(text, voice):
+    audio, truth = synthesize(text, voice=voice)
+    fast = measure(audio, truth, MeasureConfig(hnr="fast"))
+    praat = measure(audio, truth, MeasureConfig(hnr="praat"))
+    assert math.isfinite(fast.utterance.hnr_db)
+    assert praat.utterance.hnr_db == pytest.approx(fast.utterance.hnr_db, abs=0.6)  # the oracle's tolerance
+    assert {**asdict(praat.utterance), "hnr_db": 0} == {**asdict(fast.utterance), "hnr_db": 0}
+    assert praat.vowels == fast.vowels  # HNR is utterance-level only
+
+
+def test_default_hnr_keeps_prosody_cache_keys():
+    """The default ``hnr="fast"`` is left out of the cache key: extractions cached before it existed still hit."""
+    from emollm.prosody.pipeline import PIPELINE_VERSION, prosody_cache_key
+
+    samples = np.full(SR, 0.1, np.float32)
+    row = {"audio": samples, "transcript": "ah", "sample_rate": SR}
+    config = MeasureConfig(gender="male")
+    settings = {  # what prosody_cache_key hashed before MeasureConfig had an ``hnr`` field
+        "version": PIPELINE_VERSION,
+        "config": {k: v for k, v in asdict(config).items() if k != "hnr"},
+        **{k: row.get(k) for k in ("transcript", "speaker", "gender", "sample_rate", "on_failure")},
+    }
+    digest = hashlib.sha256(samples.tobytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    assert prosody_cache_key(row, config) == digest.hexdigest()
+    assert prosody_cache_key(row, MeasureConfig(gender="male", hnr="praat")) != digest.hexdigest()
 
 
 # -- pauses and silence --------------------------------------------------------------------------------------
@@ -314,12 +338,18 @@ def test_no_vowels_gives_utterance_measures_and_a_note():
         ({"silence_threshold_db": 10}, "silence_threshold_db"),
         ({"min_pause": -1}, "min_pause"),
         ({"pitch_floor": "low"}, "pitch_floor"),
+        ({"hnr": "exact"}, "hnr"),
     ],
 )
 def test_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field) as error:
         MeasureConfig(**kwargs)
     assert "accepted" in str(error.value) or "below" in str(error.value)
+
+
+def test_unknown_hnr_method_is_refused():
+    with pytest.raises(ConfigError, match="hnr='parselmouth' \\(accepted: 'fast' or 'praat'\\)"):
+        MeasureConfig(hnr="parselmouth")
 
 
 def test_unusable_audio_raises_audio_error():

@@ -33,7 +33,7 @@ def make_vowel(
     slope=0.0,
     intensity=70.0,
 ):
-    from emollm.prosody.measure import VowelMeasures
+    from emollm.prosody.features import VowelMeasures
 
     hz = 100 * 2 ** (f0 / 12)
     return VowelMeasures(
@@ -59,8 +59,8 @@ def make_vowel(
 
 
 def make_features(vowels, *, speaker=None, method="textgrid", **utterance):
-    from emollm.prosody.align import Alignment
-    from emollm.prosody.measure import ProsodyFeatures, UtteranceMeasures
+    from emollm.prosody.alignment import Alignment
+    from emollm.prosody.features import ProsodyFeatures, UtteranceMeasures
 
     f0 = np.array([v.f0_mean_st for v in vowels], dtype=float)
     f0 = f0[np.isfinite(f0)]

@@ -13,7 +13,7 @@ from emollm.cli import main
 from emollm.io import atomic_path, write_text_atomic
 from emollm.prosody import describe_prosody, extract_many, extract_prosody
 from emollm.prosody.normalize import ProsodyNormalizer
-from emollm.prosody.pipeline import cache_key
+from emollm.prosody.pipeline import prosody_cache_key
 from emollm.prosody.synth import synthesize
 
 KIDS = "Kids are talking by the door"
@@ -85,12 +85,12 @@ def test_cache_key_follows_content_and_settings(clips, tmp_path):
     from emollm.prosody.measure import MeasureConfig
 
     row = dict(clips[0])
-    key = cache_key(row, MeasureConfig())
+    key = prosody_cache_key(row, MeasureConfig())
     copy = tmp_path / "renamed.wav"
     copy.write_bytes(Path(row["audio"]).read_bytes())
-    assert cache_key({**row, "audio": str(copy)}, MeasureConfig()) == key  # content, not name
-    assert cache_key(row, MeasureConfig(pitch_floor=60)) != key
-    assert cache_key({**row, "transcript": "kids"}, MeasureConfig()) != key
+    assert prosody_cache_key({**row, "audio": str(copy)}, MeasureConfig()) == key  # content, not name
+    assert prosody_cache_key(row, MeasureConfig(pitch_floor=60)) != key
+    assert prosody_cache_key({**row, "transcript": "kids"}, MeasureConfig()) != key
 
 
 def test_a_bad_item_does_not_stop_the_batch(clips, tmp_path):

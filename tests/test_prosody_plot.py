@@ -78,7 +78,7 @@ def test_custom_pitch_range_and_title(speech):
 
 
 def test_nuclei_are_labelled_v(speech):
-    from emollm.prosody.align import Alignment, Phone
+    from emollm.prosody.alignment import Alignment, Phone
 
     audio, truth = speech
     nuclei = [Phone(phone="NUC", start=v.start, end=v.end) for v in truth.vowels]

@@ -16,8 +16,8 @@ def test_qlora_trains_lora_and_projector_on_a_4bit_model(tiny_tokenizer, tmp_pat
 
     from emollm.api import EmotionReasoner
     from emollm.modeling import EmotionLM
+    from emollm.modeling.adapters import AdapterSpec, build_adapters
     from emollm.modeling.base import load_base_model
-    from emollm.modeling.emotion_lm import AdapterSpec, build_adapters
     from emollm.training import EmotionSFTTrainer, MultimodalCollator, build_examples, prepare_for_training
 
     folder = tmp_path / "tiny"
@@ -32,7 +32,7 @@ def test_qlora_trains_lora_and_projector_on_a_4bit_model(tiny_tokenizer, tmp_pat
     encoders, projectors = build_adapters([spec], model.get_input_embeddings().embedding_dim)
     lm = EmotionLM(model, tokenizer, "tiny", encoders=encoders, projectors=projectors, adapters=[spec])
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy="minimal", mode="score")
-    examples = build_examples(utterances(), reasoner, features={"audio": frames()})
+    examples = build_examples(utterances(), reasoner.prompts, frames={"audio": frames()})
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     peft_model = prepare_for_training(lm.model, lora)
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
@@ -50,5 +50,5 @@ def test_qlora_trains_lora_and_projector_on_a_4bit_model(tiny_tokenizer, tmp_pat
     assert any("lora_" in n for n in moved) and any("emollm_projectors" in n for n in moved)
     lm.model = peft_model.eval()
     prompt = reasoner.build_prompt("yay", for_scoring=True)
-    scores = lm.score([prompt], LABELS, features=[{"audio": frames()["u0"]}])
+    scores = lm.score([prompt], LABELS, frames=[{"audio": frames()["u0"]}])
     assert torch.isfinite(scores).all()

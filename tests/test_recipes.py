@@ -1,7 +1,7 @@
-"""Every recipe config is tested: it parses to what its YAML says, opens with the command that runs it, and
+"""Every SFT config is tested: it parses to what its YAML says, opens with the command that runs it, and
 trains 2 steps on the tiny model (then evaluates, saves a checkpoint that loads, and resumes).
 
-The data is a small manifest of Praat-synthesised speech (tests/recipe_fixtures.py), built once per module;
+The data is a small manifest of Praat-synthesised speech (tests/conftest.py), built once per session;
 prosody and encoder caches go to a temporary EMOLLM_CACHE.
 """
 
@@ -12,45 +12,21 @@ import json
 
 import pytest
 import yaml
-from recipe_fixtures import (
-    CONFIGS,
-    REPO,
-    load_recipe,
-    save_tiny_model,
-    smoke_overrides,
-    write_speech_manifest,
-)
+from conftest import CONFIGS, REPO, smoke_overrides
 
+import emollm.recipes.sft
 from emollm.errors import ConfigError
+from emollm.training.arguments import ROUTES, parse_recipe_args
 
+pytestmark = pytest.mark.usefixtures("recipe_cache")
 IDS = [str(p.relative_to(REPO / "recipes" / "configs")) for p in CONFIGS]
 # The tiny tokenizer is byte-level (one token per byte), so prompts are 3-4x longer than with a real one.
 TINY_MAX_LENGTH = ["--max_length", "2048"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def recipe_cache(tmp_path_factory):
-    """One emollm cache for the module, so prosody and frames are computed once and never in ~/.cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        cache = tmp_path_factory.mktemp("emollm_cache")
-        patch.setenv("EMOLLM_CACHE", str(cache))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield cache
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"))
-
-
-@pytest.fixture(scope="module")
-def speech_manifest(tmp_path_factory):
-    return write_speech_manifest(tmp_path_factory.mktemp("speech"))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def recipe():
-    return load_recipe()
+    return emollm.recipes.sft
 
 
 def parse(recipe, config, *overrides):
@@ -98,7 +74,7 @@ def test_config_parses_to_its_yaml(recipe, config):
                     f"{config.name}: {type(obj).__name__}.{key} is {got!r}, the YAML says {value!r}"
                 )
     script, training, model, _ = parsed
-    assert script.route in recipe.ROUTES
+    assert script.route in ROUTES
     assert script.dataset == written["dataset"] and training.output_dir == written["output_dir"]
     assert model.use_peft is True
 
@@ -107,7 +83,7 @@ def test_config_parses_to_its_yaml(recipe, config):
 def test_config_opens_with_its_command_and_is_documented(config):
     relative = config.relative_to(REPO).as_posix()
     first = config.read_text(encoding="utf-8").splitlines()[0]
-    assert first == f"# python recipes/sft.py --config {relative}"
+    assert first == f"# emollm sft --config {relative}"
     docs = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
     assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
 
@@ -124,15 +100,15 @@ def test_the_deprecated_checkpointing_flag_is_refused_not_ignored(recipe, tmp_pa
     config = ["--config", CONFIGS[0]]
     for flag in (["--gradient_checkpointing", "true"], ["--gradient-checkpointing=true"]):
         with pytest.raises(ConfigError, match="gradient_checkpointing: .*use activation_checkpointing"):
-            recipe.parse_args(recipe.make_parser(), [*config, *flag])
+            parse_recipe_args(recipe.make_parser(), [*config, *flag])
     with pytest.raises(ConfigError, match="use activation_checkpointing_kwargs"):
-        recipe.parse_args(recipe.make_parser(), [*config, "--gradient_checkpointing_kwargs={}"])
+        parse_recipe_args(recipe.make_parser(), [*config, "--gradient_checkpointing_kwargs={}"])
     own = tmp_path / "own.yaml"
     own.write_text(CONFIGS[0].read_text() + "gradient_checkpointing: true\n")
     with pytest.raises(ConfigError, match="gradient_checkpointing: "):
-        recipe.parse_args(recipe.make_parser(), ["--config", own])
+        parse_recipe_args(recipe.make_parser(), ["--config", own])
     args = [*config, "--activation_checkpointing", "true", "--max_steps", 3]
-    _, training, _, _ = recipe.parse_args(recipe.make_parser(), args)
+    _, training, _, _ = parse_recipe_args(recipe.make_parser(), args)
     assert training.activation_checkpointing and training.gradient_checkpointing and training.max_steps == 3
 
 
@@ -213,10 +189,51 @@ def test_unknown_route_is_refused(recipe, capsys):
     with pytest.raises(SystemExit):
         parse(recipe, CONFIGS[0], "--route", "telepathy")
     assert "invalid choice: 'telepathy'" in capsys.readouterr().err
-    script, training, model, adapter = parse(recipe, CONFIGS[0])
-    script.route = "telepathy"  # main() checks too, for callers that skip the parser
-    with pytest.raises(ConfigError, match="route must be one of"):
-        recipe.main(script, training, model, adapter)
+
+
+def test_every_bad_value_in_a_config_fails_at_parse_time_at_once(recipe, tmp_path, monkeypatch):
+    import emollm.inputs
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("nothing may be extracted or loaded before the config is checked")
+
+    monkeypatch.setattr(emollm.inputs, "describe_utterances", no_work)
+    monkeypatch.setattr(recipe.EmotionLM, "from_pretrained", no_work)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        CONFIGS[0].read_text()
+        + "target: reasonning\nroute: telepathy\nprosody_style: vowels\neval_mode: scored\n"
+        + "strategy: fancy\nprojector: transformer\nnormalize: speakers\ntrain_limit: 0\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe_args(recipe.make_parser(), ["--config", bad])
+    message = str(caught.value)
+    for expected in (
+        "target is 'reasonning'; accepted: label, reasoning",
+        "route is 'telepathy'",
+        "prosody_style is 'vowels'",
+        "eval_mode is 'scored'",
+        "unknown prompt strategy 'fancy'",
+        "train_limit is 0",
+    ):
+        assert expected in message, message
+    # the adapter's dataclass is built after the script's: its own problems are reported together
+    bad.write_text(CONFIGS[0].read_text() + "projector: transformer\nnormalize: speakers\nnum_tokens: 0\n")
+    with pytest.raises(
+        ConfigError, match=r"projector is 'transformer'.*normalize is 'speakers'.*num_tokens is 0"
+    ):
+        parse_recipe_args(recipe.make_parser(), ["--config", bad])
+
+
+def test_emollm_sft_and_grpo_print_the_recipes_options(capsys):
+    from emollm.cli import main
+
+    for command, option in (("sft", "--target {label,reasoning}"), ("grpo", "--rewards")):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        text = capsys.readouterr().out
+        assert f"usage: emollm {command}" in text and option in text and "--learning_rate" in text
 
 
 def test_resuming_with_other_adapter_settings_is_refused(recipe, tiny_model_dir, speech_manifest, tmp_path):
@@ -233,10 +250,11 @@ def test_resuming_with_other_adapter_settings_is_refused(recipe, tiny_model_dir,
     assert (out / "emollm_config.json").read_text() == saved  # the finished run is untouched
 
 
-def test_unknown_projector_is_refused(recipe, tiny_model_dir, speech_manifest, tmp_path):
+def test_unknown_projector_is_refused(recipe, capsys):
     config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
-    with pytest.raises(ConfigError, match="unknown projector 'transformer'"):
-        run(recipe, config, tiny_model_dir, speech_manifest, tmp_path / "run", "--projector", "transformer")
+    with pytest.raises(SystemExit):
+        parse(recipe, config, "--projector", "transformer")
+    assert "invalid choice: 'transformer'" in capsys.readouterr().err
 
 
 def test_running_a_finished_run_again_trains_no_more(

@@ -13,8 +13,9 @@ from emollm.api import EmotionReasoner
 from emollm.data import Utterance
 from emollm.errors import ConfigError
 from emollm.modeling import EmotionLM
-from emollm.modeling.checkpoint import CONFIG_NAME, PROJECTORS_NAME, load_checkpoint
-from emollm.modeling.emotion_lm import AdapterSpec, build_adapters
+from emollm.modeling.adapters import AdapterSpec, build_adapters
+from emollm.modeling.checkpoint import CONFIG_NAME, PROJECTORS_NAME
+from emollm.modeling.emotion_lm import load_checkpoint
 from emollm.modeling.injection import PSEUDO_TOKEN_ID
 from emollm.training import (
     EmotionSFTTrainer,
@@ -80,7 +81,7 @@ def sft_args(tmp_path, **kw):
 def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", projector_learning_rate=None, **kw):
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy=strategy, mode="score")
     features = {"audio": frames()} if lm.modalities else None
-    examples = build_examples(utterances(), reasoner, features=features)
+    examples = build_examples(utterances(), reasoner.prompts, frames=features)
     model = prepare_for_training(lm.model, LoraConfig(**lora) if lora else None)
     trainer = EmotionSFTTrainer(
         model=model,
@@ -116,8 +117,8 @@ def test_completion_targets():
 def test_collator_masks_prompt_and_slots_and_pads_right(tiny_tokenizer):
     collator = MultimodalCollator(tiny_tokenizer, {"audio": 3})
     examples = [
-        {"prompt": "ab <|audio|>\n", "completion": "sad", "audio_features": torch.ones(4, 2).tolist()},
-        {"prompt": "a longer prompt <|audio|>\n", "completion": "happy", "audio_features": [[1.0, 2.0]]},
+        {"prompt": "ab <|audio|>\n", "completion": "sad", "audio_frames": torch.ones(4, 2).tolist()},
+        {"prompt": "a longer prompt <|audio|>\n", "completion": "happy", "audio_frames": [[1.0, 2.0]]},
     ]
     batch = collator(examples)
     eos = tiny_tokenizer.eos_token_id
@@ -131,7 +132,7 @@ def test_collator_masks_prompt_and_slots_and_pads_right(tiny_tokenizer):
         assert (labels[: n - len(target)] == -100).all() and (labels[n:] == -100).all()
         text = batch["text_mask"][row]
         assert not text[ids == PSEUDO_TOKEN_ID].any() and not text[n - len(target) :].any()
-    assert batch["audio_features"].shape == (2, 4, 2)
+    assert batch["audio_frames"].shape == (2, 4, 2)
     assert batch["audio_mask"].tolist() == [[True] * 4, [True, False, False, False]]
 
 
@@ -162,10 +163,10 @@ def test_examples_need_labels_and_frames(tiny_tokenizer):
     lm = make_lm(tiny_tokenizer, "linear")
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy="minimal", mode="score")
     with pytest.raises(ConfigError, match="no audio frames for u0"):
-        build_examples(utterances(2), reasoner)
+        build_examples(utterances(2), reasoner.prompts)
     with pytest.raises(ConfigError, match="has no label"):
-        build_examples([Utterance(id="x", transcript="hm")], reasoner, features={"audio": frames(1)})
-    example = build_examples(utterances(2), reasoner, features={"audio": frames(2)})[0]
+        build_examples([Utterance(id="x", transcript="hm")], reasoner.prompts, frames={"audio": frames(1)})
+    example = build_examples(utterances(2), reasoner.prompts, frames={"audio": frames(2)})[0]
     assert example["prompt"].count("<|audio|>") == 1 and example["completion"] == "happy"
 
 
@@ -235,7 +236,7 @@ def test_checkpoint_restores_identical_predictions(tiny_tokenizer, tmp_path, mon
         for t in ("yay", "oh no")
     ]
     feats = [{"audio": frames()["u0"]}, {"audio": frames()["u1"]}]
-    expected = lm.score(prompts, LABELS, features=feats)
+    expected = lm.score(prompts, LABELS, frames=feats)
 
     # The base model is rebuilt from its name: point the loader at the same random weights.
     def fake_base(name, dtype=None, device=None, quantization_config=None):
@@ -246,11 +247,9 @@ def test_checkpoint_restores_identical_predictions(tiny_tokenizer, tmp_path, mon
     for merge in (True, False):
         restored = load_checkpoint(out, merge=merge)
         assert restored.modalities == ("audio",) and restored.num_tokens == {"audio": 3}
-        torch.testing.assert_close(
-            restored.score(prompts, LABELS, features=feats), expected, atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(restored.score(prompts, LABELS, frames=feats), expected, atol=1e-5, rtol=0)
     other = [{"audio": frames(seed=1)["u0"]}, {"audio": frames(seed=1)["u1"]}]
-    changed = restored.score(prompts, LABELS, features=other)
+    changed = restored.score(prompts, LABELS, frames=other)
     assert (changed - expected).abs().max() > 1e-5  # the audio reaches the prediction (noise is ~1e-7)
 
 

@@ -35,7 +35,9 @@ __all__ = [
     "LabelMapper",
     "Turn",
     "Utterance",
+    "DEFAULT_LABEL_SETS",
     "check_disjoint_speakers",
+    "default_label_set",
     "iemocap_split",
     "leave_one_speaker_out",
     "load_corpus",
@@ -59,8 +61,24 @@ CORPORA: dict[str, tuple[str, ...]] = {
     "manifest:PATH": ("all", "<any value of the manifest's split column>"),
 }
 IEMOCAP_TEST_SESSION = 5
+# Corpus name -> the label set its gold labels are read into by default.
+DEFAULT_LABEL_SETS = {"ravdess": "ravdess8", "meld": "meld7", "iemocap": "iemocap4"}
 
 Labels = str | LabelSet | Sequence[str] | None
+
+
+def default_label_set(corpus: str) -> str | None:
+    """The label set a corpus is read into by default; None for a manifest (its labels as written).
+
+    >>> default_label_set("meld"), default_label_set("manifest:clips.csv")
+    ('meld7', None)
+    """
+    name = corpus.split(":", 1)[0]
+    if name == "manifest":
+        return None
+    if name not in DEFAULT_LABEL_SETS:
+        raise ConfigError(f"unknown corpus {corpus!r}; accepted: {list(CORPORA)}")
+    return DEFAULT_LABEL_SETS[name]
 
 
 def _check_split(corpus: str, split: str) -> None:
@@ -71,20 +89,26 @@ def _check_split(corpus: str, split: str) -> None:
 def _load_meld(root: Path, split: str, labels: Labels, context_turns: int | None) -> list[Utterance]:
     _check_split("meld", split)
     if split != "all":
-        return read_meld(root, split=split, labels=labels or "meld7", context_turns=context_turns)
+        return read_meld(
+            root, split=split, labels=labels or DEFAULT_LABEL_SETS["meld"], context_turns=context_turns
+        )
     present = [s for s in ("train", "dev", "test") if (root / f"{s}_sent_emo.csv").is_file()]
     if not present:
         raise DataError(f"MELD folder {str(root)!r} has none of train/dev/test_sent_emo.csv")
     return [
         u
         for s in present
-        for u in read_meld(root, split=s, labels=labels or "meld7", context_turns=context_turns)
+        for u in read_meld(
+            root, split=s, labels=labels or DEFAULT_LABEL_SETS["meld"], context_turns=context_turns
+        )
     ]
 
 
 def _load_iemocap(root: Path, split: str, labels: Labels, context_turns: int | None) -> list[Utterance]:
     _check_split("iemocap", split)
-    utterances = read_iemocap(root, labels=labels or "iemocap4", context_turns=context_turns)
+    utterances = read_iemocap(
+        root, labels=labels or DEFAULT_LABEL_SETS["iemocap"], context_turns=context_turns
+    )
     if split == "all":
         return utterances
     chosen = iemocap_split(utterances, test_session=IEMOCAP_TEST_SESSION)[split]
@@ -146,7 +170,9 @@ def load_corpus(
         return _load_manifest(Path(spec[len("manifest:") :]), split, labels)
     if spec == "ravdess":
         _check_split("ravdess", split)
-        return ravdess_split(read_ravdess(data_root / "ravdess", labels=labels or "ravdess8"), split)
+        return ravdess_split(
+            read_ravdess(data_root / "ravdess", labels=labels or DEFAULT_LABEL_SETS["ravdess"]), split
+        )
     if spec == "meld":
         return _load_meld(data_root / "meld", split, labels, context_turns)
     if spec == "iemocap":

@@ -48,12 +48,14 @@ class LabelMapper:
     Args:
         labels: A label-set name, a :class:`~emollm.labels.LabelSet` or a list of labels.
         source: What is being read (a file or corpus name), for the log message.
+        aliases: The corpus's own codes -> label words, read before normalising (lower-case keys), e.g.
+            IEMOCAP's ``{"exc": "excited"}``; IEMOCAP-4 then merges excited into happy.
 
-    >>> mapper = LabelMapper("iemocap4", "demo")
-    >>> mapper("exc"), mapper("Neutral"), mapper("fru")
-    ('happy', 'neutral', None)
-    >>> dict(mapper.dropped)
-    {'fru': 1}
+    >>> mapper = LabelMapper("iemocap4", "demo", aliases={"exc": "excited", "fru": "frustrated"})
+    >>> mapper("exc"), mapper("Neutral"), mapper("fru"), mapper("fru")
+    ('happy', 'neutral', None, None)
+    >>> mapper.kept, dict(mapper.dropped)
+    (2, {'fru': 2})
     """
 
     def __init__(

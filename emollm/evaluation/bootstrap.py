@@ -191,7 +191,7 @@ def paired_bootstrap(
 
 
 def _load_run(folder: Path) -> tuple[list[str], dict[str, dict]]:
-    from emollm.evaluation.harness import read_predictions
+    from emollm.evaluation.runs import read_predictions
 
     config = folder / "config.json"
     predictions = folder / "predictions.jsonl"

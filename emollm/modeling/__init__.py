@@ -1,10 +1,12 @@
 """Models: base-model loading, ``EmotionLM``, label scoring, generation, adapters and checkpoints.
 
-Adapters are encoders -> projectors -> pseudo-tokens (:mod:`emollm.modeling.injection`).
+Adapters are encoders -> projectors -> pseudo-tokens (:mod:`emollm.modeling.adapters`,
+:mod:`emollm.modeling.injection`); checkpoint files are :mod:`emollm.modeling.checkpoint`.
 ``encoders`` and ``projectors`` are imported on first use (``emollm.modeling.encoders``), so loading a
 text-only model does not import librosa.
 """
 
+from emollm.modeling.adapters import AdapterSpec, build_adapters
 from emollm.modeling.base import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
@@ -14,8 +16,8 @@ from emollm.modeling.base import (
     load_base_model,
     resolve_model,
 )
-from emollm.modeling.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
-from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
+from emollm.modeling.checkpoint import is_checkpoint, save_checkpoint
+from emollm.modeling.emotion_lm import EmotionLM, load_checkpoint
 from emollm.modeling.lm import generate, score_labels
 
 __all__ = [

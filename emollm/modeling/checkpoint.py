@@ -1,4 +1,4 @@
-"""Checkpoints: one folder holds everything a trained emotion model needs.
+"""Checkpoint files: one folder holds everything a trained emotion model needs.
 
 ::
 
@@ -11,6 +11,13 @@
 
 The base model is not copied: ``base_model`` names it (a built-in name, a local folder or a hub id), and
 loading resolves it like any model name. Files are written to temporaries and renamed into place.
+
+This module reads and writes the files; of emollm.modeling it imports only :mod:`emollm.modeling.adapters`.
+:func:`emollm.modeling.emotion_lm.load_checkpoint` builds an ``EmotionLM`` from them (beside the class it
+builds, so ``EmotionLM.from_pretrained`` can call it without an import cycle).
+
+>>> is_checkpoint("no/such/folder"), CONFIG_NAME
+(False, 'emollm_config.json')
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 
 from emollm.errors import ModelError
 from emollm.io import atomic_path, write_text_atomic
+from emollm.modeling.adapters import get_projectors
 
 CONFIG_NAME = "emollm_config.json"
 PROJECTORS_NAME = "projectors.safetensors"
@@ -74,10 +82,10 @@ def save_checkpoint(
 
     Args:
         model: The LLM (PEFT-wrapped when LoRA is trained; DDP wrappers are looked through) with its
-            projectors attached (:func:`emollm.modeling.emotion_lm.attach_projectors`).
+            projectors attached (:func:`emollm.modeling.adapters.attach_projectors`).
         output_dir: The checkpoint folder (created if needed).
         base_model: Name or path the base model is loaded from.
-        adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list (or their dicts).
+        adapters: The :class:`~emollm.modeling.adapters.AdapterSpec` list (or their dicts).
         reasoner: EmotionReasoner settings to restore (labels, strategy, prosody...), JSON-serialisable.
         save_lora: Also save the PEFT adapter (set False when the caller, e.g. ``Trainer``, already did).
         frame_normalizers: modality -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` (or its dict)
@@ -87,8 +95,6 @@ def save_checkpoint(
         The checkpoint folder.
     """
     from safetensors.torch import save_file
-
-    from emollm.modeling.emotion_lm import get_projectors
 
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -132,60 +138,3 @@ def load_projector_weights(projectors: torch.nn.ModuleDict, checkpoint_dir) -> N
         projectors.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ModelError(f"projector weights in {file} do not fit the configured projectors: {err}") from err
-
-
-def load_checkpoint(
-    path,
-    *,
-    dtype=None,
-    device: str | None = None,
-    trainable: bool = False,
-    merge: bool = True,
-    quantization_config=None,
-):
-    """Rebuild the :class:`~emollm.modeling.EmotionLM` saved in checkpoint folder ``path``.
-
-    Args:
-        path: The checkpoint folder.
-        dtype: Model dtype (see :func:`emollm.load_base_model`).
-        device: Device to load onto.
-        trainable: Keep the LoRA weights and projectors trainable (to continue training, e.g. GRPO after SFT).
-        merge: For inference, merge the LoRA weights into the base model (faster, same outputs).
-        quantization_config: Load the base model quantized (e.g. 4-bit, to continue with QLoRA).
-
-    Returns:
-        An ``EmotionLM`` whose ``checkpoint_config`` attribute holds the parsed ``emollm_config.json``.
-    """
-    from emollm.modeling.base import load_base_model
-    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
-    from emollm.modeling.frame_norm import FrameNormalizer
-
-    folder = Path(path).expanduser()
-    config = read_checkpoint_config(folder)
-    model, tokenizer = load_base_model(
-        config["base_model"], dtype=dtype, device=device, quantization_config=quantization_config
-    )
-    if config.get("lora"):
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
-        if merge and not trainable:
-            model = model.merge_and_unload()
-    specs = [AdapterSpec(**a) for a in config["adapters"]]
-    encoders, projectors = build_adapters(specs, model.get_input_embeddings().embedding_dim)
-    if specs:
-        load_projector_weights(projectors, folder)
-        projectors.requires_grad_(trainable)
-    lm = EmotionLM(
-        model,
-        tokenizer,
-        name=str(folder),
-        encoders=encoders,
-        projectors=projectors if specs else None,
-        adapters=specs,
-        frame_normalizers={
-            m: FrameNormalizer.from_dict(n) for m, n in config.get("frame_normalizers", {}).items()
-        },
-    )
-    lm.checkpoint_config = config
-    return lm

@@ -5,13 +5,9 @@
   (:func:`emollm.modeling.lm.score_labels`). Softmax over the labels gives a full distribution.
 - :meth:`EmotionLM.generate`: batched greedy or sampled generation (left padding, stop at EOS).
 
-Adapters (the pseudo-token route): for each modality an :class:`AdapterSpec` names a frozen encoder
-(:mod:`emollm.modeling.encoders`) and a learnable projector (:mod:`emollm.modeling.projectors`). The
-projector maps the encoder's frames to K vectors of the LLM's hidden size, which replace the modality's
-placeholder (``<|audio|>``) in the prompt's embeddings (:mod:`emollm.modeling.injection`). The projectors
-are registered on the LLM itself (attribute ``emollm_projectors`` of the base model), so ``.to(device)``,
-``.parameters()``, optimisers and DDP see them with the LoRA weights. Scoring, generation and training
-all build ``inputs_embeds`` through :func:`build_inputs_embeds` / :meth:`EmotionLM.pseudo_vectors`.
+Adapters (the pseudo-token route) are built by :mod:`emollm.modeling.adapters`: per modality a frozen encoder
+and a learnable projector whose K vectors replace the placeholder (``<|audio|>``) in the prompt's embeddings.
+:func:`load_checkpoint` rebuilds an ``EmotionLM`` from the files :mod:`emollm.modeling.checkpoint` reads.
 
 The prompt side (templates, context, prosody) lives in :mod:`emollm.prompting`.
 """
@@ -19,191 +15,26 @@ The prompt side (templates, context, prosody) lives in :mod:`emollm.prompting`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from emollm.errors import ConfigError
 from emollm.labels import LabelSet, get_label_set
-from emollm.modeling.base import DEFAULT_MODEL, load_base_model, prepare_tokenizer
-from emollm.modeling.injection import (
-    PLACEHOLDERS,
-    PSEUDO_TOKEN_ID,
-    embed_with_pseudo_tokens,
-    tokenize_with_placeholders,
+from emollm.modeling.adapters import (
+    AdapterSpec,
+    attach_projectors,
+    build_adapters,
+    get_projectors,
+    pooled_text_embeds,
+    project_frames,
 )
+from emollm.modeling.base import DEFAULT_MODEL, load_base_model, prepare_tokenizer
+from emollm.modeling.checkpoint import is_checkpoint, load_projector_weights, read_checkpoint_config
+from emollm.modeling.injection import PLACEHOLDERS, PSEUDO_TOKEN_ID, tokenize_with_placeholders
 from emollm.modeling.lm import _encode_prompt, generate, score_labels
 
-PROJECTORS_ATTR = "emollm_projectors"
-"""Attribute of the (unwrapped) base model that holds the ``torch.nn.ModuleDict`` of projectors."""
-
-
-@dataclass
-class AdapterSpec:
-    """One modality's adapter: which encoder feeds which projector, and how many pseudo-tokens it makes.
-
-    Attributes:
-        modality: ``"audio"`` or ``"video"``; its placeholder (``<|audio|>``) must be in the prompt.
-        encoder: Name in :data:`emollm.modeling.encoders.ENCODERS` (``prosody_frames``, ``hf_audio``,
-            ``vision_frames``).
-        projector: Name in :data:`emollm.modeling.projectors.PROJECTORS` (``linear``, ``mlp``, ``resampler``,
-            ``text_guided_mixer``).
-        num_tokens: K, the number of pseudo-tokens that replace the placeholder.
-        encoder_settings: Keyword arguments of the encoder (e.g. ``{"path": "/models/wavlm-base"}``).
-        projector_settings: Extra keyword arguments of the projector (e.g. ``{"num_heads": 4}``).
-        normalize: ``"none"`` feeds the encoder's frames as they are; ``"speaker"`` z-scores them with their
-            speaker's statistics first (:mod:`emollm.modeling.frame_norm`), fitted label-free on the clips
-            being encoded and saved with the checkpoint for inference.
-    """
-
-    modality: str = "audio"
-    encoder: str = "prosody_frames"
-    projector: str = "mlp"
-    num_tokens: int = 8
-    encoder_settings: dict = field(default_factory=dict)
-    projector_settings: dict = field(default_factory=dict)
-    normalize: str = "none"
-
-    def __post_init__(self):
-        from emollm.modeling.frame_norm import NORMALIZATIONS
-
-        if self.modality not in PLACEHOLDERS:
-            raise ConfigError(f"unknown modality {self.modality!r}; accepted: {sorted(PLACEHOLDERS)}")
-        if self.normalize not in NORMALIZATIONS:
-            raise ConfigError(f"unknown normalize {self.normalize!r}; accepted: {', '.join(NORMALIZATIONS)}")
-        if int(self.num_tokens) < 1:
-            raise ConfigError(f"num_tokens must be >= 1, got {self.num_tokens}")
-
-    def to_dict(self) -> dict:
-        """The spec as a JSON-serialisable dict (what checkpoints store)."""
-        return asdict(self)
-
-
-def build_adapters(specs: Sequence[AdapterSpec | Mapping], hidden_size: int):
-    """Encoders and projectors for ``specs``, in order.
-
-    Returns:
-        ``(encoders, projectors)``: a dict modality -> frozen encoder, and a ``torch.nn.ModuleDict``
-        modality -> projector mapping the encoder's ``output_dim`` to ``hidden_size``.
-
-    Raises:
-        ConfigError: a modality given twice, or an unknown encoder/projector name.
-    """
-    specs = [s if isinstance(s, AdapterSpec) else AdapterSpec(**s) for s in specs]
-    if not specs:
-        return {}, torch.nn.ModuleDict()
-    from emollm.modeling.encoders import build_encoder
-    from emollm.modeling.projectors import build_projector
-
-    modalities = [s.modality for s in specs]
-    if len(set(modalities)) != len(modalities):
-        raise ConfigError(f"each modality may have one adapter, got {modalities}")
-    encoders, projectors = {}, torch.nn.ModuleDict()
-    for spec in specs:
-        encoder = build_encoder(spec.encoder, **spec.encoder_settings)
-        encoders[spec.modality] = encoder
-        projectors[spec.modality] = build_projector(
-            spec.projector,
-            encoder.output_dim,
-            hidden_size,
-            num_tokens=spec.num_tokens,
-            **spec.projector_settings,
-        )
-    return encoders, projectors
-
-
-def unwrap_model(model):
-    """The plain ``transformers`` model inside DDP/accelerate (``.module``) and PEFT (``get_base_model``)."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-def attach_projectors(model, projectors: torch.nn.ModuleDict | None) -> None:
-    """Register ``projectors`` on the base model inside ``model`` (see :data:`PROJECTORS_ATTR`)."""
-    base = unwrap_model(model)
-    if projectors is None:
-        if hasattr(base, PROJECTORS_ATTR):
-            delattr(base, PROJECTORS_ATTR)
-        return
-    device = next(base.parameters()).device
-    setattr(base, PROJECTORS_ATTR, projectors.to(device))
-
-
-def get_projectors(model) -> torch.nn.ModuleDict | None:
-    """The projectors registered on ``model`` (through any DDP/PEFT wrapping), or None."""
-    return getattr(unwrap_model(model), PROJECTORS_ATTR, None)
-
-
-def pooled_text_embeds(token_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``token_embeds`` ``(B, T, H)`` where ``mask`` ``(B, T)`` is true, shape ``(B, H)``."""
-    weights = mask.to(token_embeds.dtype).unsqueeze(-1)
-    return (token_embeds * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def project_features(
-    projectors: torch.nn.ModuleDict,
-    features: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-    text_embeds: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Every projector's K vectors, concatenated in projector order: ``(B, sum K, hidden)``.
-
-    Args:
-        projectors: modality -> projector.
-        features: modality -> ``(frames (B, T, D), mask (B, T))`` from
-            :func:`emollm.modeling.encoders.pad_features`.
-        text_embeds: ``(B, hidden)`` pooled prompt embeddings (used by ``text_guided_mixer``).
-
-    Raises:
-        ConfigError: features missing for a modality that has a projector, or given for one that has none.
-    """
-    missing = [m for m in projectors if m not in features]
-    extra = [m for m in features if m not in projectors]
-    if missing or extra:
-        raise ConfigError(
-            f"features must be given for exactly the adapted modalities {list(projectors)}; "
-            f"missing {missing}, unexpected {extra}"
-        )
-    outputs = []
-    for modality, projector in projectors.items():
-        frames, mask = features[modality]
-        weight = next(projector.parameters())  # encoders give float32 on the CPU; the projector may not be
-        frames, mask = frames.to(device=weight.device, dtype=weight.dtype), mask.to(weight.device)
-        outputs.append(projector(frames, mask, text_embeds))
-    return torch.cat(outputs, dim=1)
-
-
-def build_inputs_embeds(
-    model,
-    input_ids: torch.Tensor,
-    features: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None,
-    text_mask: torch.Tensor,
-) -> torch.Tensor:
-    """``inputs_embeds`` for a padded batch whose ``input_ids`` may hold pseudo-token slots.
-
-    The training path (:mod:`emollm.training`) calls this inside the loss, so gradients reach the projectors.
-
-    Args:
-        model: The LLM (possibly PEFT- or DDP-wrapped) with projectors attached.
-        input_ids: ``(B, T)`` with :data:`~emollm.modeling.injection.PSEUDO_TOKEN_ID` at the slots.
-        features: modality -> ``(frames, mask)``, batched like ``input_ids``; None without adapters.
-        text_mask: ``(B, T)`` true at the prompt's text tokens (no padding, slots or answer tokens): what the
-            pooled text embedding of ``text_guided_mixer`` averages.
-    """
-    inner = model  # DDP's wrapper has no get_input_embeddings: look through it (PEFT forwards the call)
-    while hasattr(inner, "module") and isinstance(inner.module, torch.nn.Module):
-        inner = inner.module
-    embedding = inner.get_input_embeddings()
-    projectors = get_projectors(model)
-    if not projectors:
-        return embed_with_pseudo_tokens(embedding, input_ids, None)
-    slots = input_ids == PSEUDO_TOKEN_ID
-    token_embeds = embedding(input_ids.masked_fill(slots, 0))
-    text = pooled_text_embeds(token_embeds, text_mask & ~slots)
-    vectors = project_features(projectors, features or {}, text)
-    return embed_with_pseudo_tokens(embedding, input_ids, vectors)
+__all__ = ["EmotionLM", "load_checkpoint"]
 
 
 class EmotionLM:
@@ -252,18 +83,23 @@ class EmotionLM:
         dtype=None,
         device: str | None = None,
         adapters: Sequence[AdapterSpec | Mapping] = (),
+        quantization_config=None,
     ):
         """Load a built-in model name, a local folder, a hub id, or an emollm checkpoint folder.
 
-        A folder with ``emollm_config.json`` is a trained checkpoint (:mod:`emollm.modeling.checkpoint`): its
-        base model, LoRA adapter, encoders and projector weights are restored. Otherwise ``adapters`` builds
-        fresh (untrained) adapters on the base model.
+        A folder with ``emollm_config.json`` is a trained checkpoint (:func:`load_checkpoint`): its base
+        model, LoRA adapter, encoders and projector weights are restored. Otherwise ``adapters`` builds
+        fresh (untrained) adapters on the base model (seed torch first for reproducible projectors), which
+        is how the training recipes build theirs; ``quantization_config`` loads the base model in 4 bits
+        (QLoRA).
         """
-        from emollm.modeling.checkpoint import is_checkpoint, load_checkpoint
-
         if is_checkpoint(name_or_path):
-            return load_checkpoint(name_or_path, dtype=dtype, device=device)
-        model, tokenizer = load_base_model(name_or_path, dtype=dtype, device=device)
+            return load_checkpoint(
+                name_or_path, dtype=dtype, device=device, quantization_config=quantization_config
+            )
+        model, tokenizer = load_base_model(
+            name_or_path, dtype=dtype, device=device, quantization_config=quantization_config
+        )
         specs = [s if isinstance(s, AdapterSpec) else AdapterSpec(**s) for s in adapters]
         encoders, projectors = build_adapters(specs, model.get_input_embeddings().embedding_dim)
         return cls(
@@ -356,18 +192,18 @@ class EmotionLM:
 
     @torch.no_grad()
     def pseudo_vectors(
-        self, ids: Sequence[Sequence[int]], features: Sequence[Mapping[str, torch.Tensor]]
+        self, ids: Sequence[Sequence[int]], frames: Sequence[Mapping[str, torch.Tensor]]
     ) -> list[torch.Tensor]:
         """The projector vectors for each prompt's slots, ``(sum K, hidden)`` per prompt.
 
         Args:
             ids: Prompts tokenised by :meth:`tokenize`.
-            features: One dict per prompt, modality -> encoder frames ``(T, D)`` (from :meth:`encode`).
+            frames: One dict per prompt, modality -> encoder frames ``(T, D)`` (from :meth:`encode`).
         """
-        from emollm.modeling.encoders import pad_features
+        from emollm.modeling.encoders import pad_frames
 
-        if len(features) != len(ids):
-            raise ConfigError(f"got features for {len(features)} prompts but there are {len(ids)} prompts")
+        if len(frames) != len(ids):
+            raise ConfigError(f"got frames for {len(frames)} prompts but there are {len(ids)} prompts")
         device = next(self.model.parameters()).device
         width = max(len(row) for row in ids)
         input_ids = torch.zeros((len(ids), width), dtype=torch.long)
@@ -378,49 +214,49 @@ class EmotionLM:
         batched = {}
         for modality in self.modalities:
             rows = []
-            for i, item in enumerate(features):
+            for i, item in enumerate(frames):
                 if modality not in item:
                     raise ConfigError(
-                        f"prompt {i} has no {modality!r} features; this model needs {self.modalities}"
+                        f"prompt {i} has no {modality!r} frames; this model needs {self.modalities}"
                     )
                 rows.append(torch.as_tensor(item[modality], dtype=torch.float32))
-            frames, mask = pad_features(rows)
-            batched[modality] = (frames.to(device), mask.to(device))
+            padded, mask = pad_frames(rows)
+            batched[modality] = (padded.to(device), mask.to(device))
         embedding = self.model.get_input_embeddings()
         slots = input_ids == PSEUDO_TOKEN_ID
         token_embeds = embedding(input_ids.masked_fill(slots, 0).to(device))
         text = pooled_text_embeds(token_embeds, (text_mask & ~slots).to(device))
-        vectors = project_features(self.projectors, batched, text)
+        vectors = project_frames(self.projectors, batched, text)
         return list(vectors.to(embedding.weight.dtype))
 
-    def _inputs(self, prompts: Sequence[str], features):
+    def _inputs(self, prompts: Sequence[str], frames):
         """Prompts as the lm functions take them: strings, or ids + pseudo vectors when adapters exist."""
         if not self.modalities:
-            if features is not None:
-                raise ConfigError("features were given but this model has no adapters (a text-only model)")
+            if frames is not None:
+                raise ConfigError("frames were given but this model has no adapters (a text-only model)")
             return list(prompts), None
-        if features is None:
+        if frames is None:
             raise ConfigError(
-                f"this model has {list(self.modalities)} adapters: pass features=[{{modality: frames}}, ...] "
+                f"this model has {list(self.modalities)} adapters: pass frames=[{{modality: frames}}, ...] "
                 f"(see EmotionLM.encode), one per prompt"
             )
         ids = self.tokenize(prompts)
-        return ids, self.pseudo_vectors(ids, features)
+        return ids, self.pseudo_vectors(ids, frames)
 
     def score(
         self,
         prompts: Sequence[str],
         labels: str | LabelSet | Sequence[str],
         *,
-        features: Sequence[Mapping[str, torch.Tensor]] | None = None,
+        frames: Sequence[Mapping[str, torch.Tensor]] | None = None,
         length_normalize: bool = False,
         batch_size: int = 8,
     ) -> torch.Tensor:
         """Log-probabilities, shape ``(len(prompts), len(labels))``; see :func:`score_labels`.
 
-        ``features`` (one dict per prompt, modality -> frames) is required when the model has adapters.
+        ``frames`` (one dict per prompt, modality -> frames) is required when the model has adapters.
         """
-        inputs, vectors = self._inputs(prompts, features)
+        inputs, vectors = self._inputs(prompts, frames)
         return score_labels(
             self.model,
             self.tokenizer,
@@ -436,13 +272,13 @@ class EmotionLM:
         prompts: Sequence[str],
         labels: str | LabelSet | Sequence[str],
         *,
-        features: Sequence[Mapping[str, torch.Tensor]] | None = None,
+        frames: Sequence[Mapping[str, torch.Tensor]] | None = None,
         length_normalize: bool = False,
         batch_size: int = 8,
     ) -> torch.Tensor:
         """Probabilities over the label set (softmax of :meth:`score`); each row sums to 1."""
         scores = self.score(
-            prompts, labels, features=features, length_normalize=length_normalize, batch_size=batch_size
+            prompts, labels, frames=frames, length_normalize=length_normalize, batch_size=batch_size
         )
         return scores.softmax(dim=-1)
 
@@ -450,14 +286,14 @@ class EmotionLM:
         self,
         prompts: Sequence[str],
         *,
-        features: Sequence[Mapping[str, torch.Tensor]] | None = None,
+        frames: Sequence[Mapping[str, torch.Tensor]] | None = None,
         max_new_tokens: int = 128,
         do_sample: bool = False,
         temperature: float = 1.0,
         batch_size: int = 8,
     ) -> list[str]:
         """Completions of the prompts, in order; see :func:`emollm.modeling.lm.generate`."""
-        inputs, vectors = self._inputs(prompts, features)
+        inputs, vectors = self._inputs(prompts, frames)
         return generate(
             self.model,
             self.tokenizer,
@@ -474,3 +310,65 @@ class EmotionLM:
         if self.modalities:
             return len(self.tokenize([prompt])[0])
         return len(_encode_prompt(self.tokenizer, prompt))
+
+
+def load_checkpoint(
+    path,
+    *,
+    dtype=None,
+    device: str | None = None,
+    trainable: bool = False,
+    merge: bool = True,
+    quantization_config=None,
+) -> EmotionLM:
+    """Rebuild the :class:`EmotionLM` saved in checkpoint folder ``path``.
+
+    The folder's files are read by :mod:`emollm.modeling.checkpoint`; the base model is loaded by name
+    (:func:`emollm.modeling.base.load_base_model`), then the LoRA adapter and the projector weights.
+
+    Args:
+        path: The checkpoint folder.
+        dtype: Model dtype (see :func:`emollm.load_base_model`).
+        device: Device to load onto.
+        trainable: Keep the LoRA weights and projectors trainable (to continue training, e.g. GRPO after SFT).
+        merge: For inference, merge the LoRA weights into the base model (faster, same outputs).
+        quantization_config: Load the base model quantized (e.g. 4-bit, to continue with QLoRA).
+
+    Returns:
+        An ``EmotionLM`` whose ``checkpoint_config`` attribute holds the parsed ``emollm_config.json``.
+
+    Raises:
+        ModelError: no readable ``emollm_config.json``, or projector weights that are missing or do not fit.
+    """
+    from emollm.modeling import base  # looked up at call time, so a test can swap the loader
+    from emollm.modeling.frame_norm import FrameNormalizer
+
+    folder = Path(path).expanduser()
+    config = read_checkpoint_config(folder)
+    model, tokenizer = base.load_base_model(
+        config["base_model"], dtype=dtype, device=device, quantization_config=quantization_config
+    )
+    if config.get("lora"):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        if merge and not trainable:
+            model = model.merge_and_unload()
+    specs = [AdapterSpec(**a) for a in config["adapters"]]
+    encoders, projectors = build_adapters(specs, model.get_input_embeddings().embedding_dim)
+    if specs:
+        load_projector_weights(projectors, folder)
+        projectors.requires_grad_(trainable)
+    lm = EmotionLM(
+        model,
+        tokenizer,
+        name=str(folder),
+        encoders=encoders,
+        projectors=projectors if specs else None,
+        adapters=specs,
+        frame_normalizers={
+            m: FrameNormalizer.from_dict(n) for m, n in config.get("frame_normalizers", {}).items()
+        },
+    )
+    lm.checkpoint_config = config
+    return lm

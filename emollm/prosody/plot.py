@@ -5,9 +5,9 @@ each vowel (ARPAbet with its stress digit, ``"AO1"``, or ``"NUC"`` for a syllabl
 words. Drawn on matplotlib's Agg canvas directly: no pyplot, no display, no global backend change.
 
 >>> from emollm.prosody.synth import synthesize
->>> audio, alignment = synthesize("Kids are talking by the door")  # doctest: +SKIP
->>> fig = plot_prosody(audio, alignment, "prosody.png")  # doctest: +SKIP
->>> [ax.get_ylabel() for ax in fig.axes]  # doctest: +SKIP
+>>> audio, alignment = synthesize("Kids are talking by the door")
+>>> fig = plot_prosody(audio, alignment)  # with a path ("prosody.png", .pdf, .svg) it is also saved
+>>> [ax.get_ylabel() for ax in fig.axes]
 ['amplitude', 'pitch (Hz)', 'intensity (dB)']
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from emollm.audio import Audio
 from emollm.errors import AudioError, ConfigError
 from emollm.io import atomic_path
-from emollm.prosody.align import Alignment, Phone
+from emollm.prosody.alignment import Alignment, Phone
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -199,10 +199,12 @@ def write_textgrid(
         duration: End time of the grid (the audio's length).
 
     >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.TextGrid"
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(folder.name) / "a.TextGrid"
     >>> write_textgrid(path, {"words": [(0.1, 0.5, "door")]}, 1.0)
-    >>> read_textgrid(path)["words"]
+    >>> read_textgrid(path)["words"]  # the gaps are filled with empty intervals
     [(0.0, 0.1, ''), (0.1, 0.5, 'door'), (0.5, 1.0, '')]
+    >>> folder.cleanup()
     """
     from emollm.io import write_text_atomic
 

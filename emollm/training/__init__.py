@@ -1,8 +1,9 @@
 """Training: the multimodal collator, the SFT pieces, GRPO and its verifiable rewards.
 
 TRL is the training engine; these modules add what emotion SFT needs on top of it: pseudo-token
-injection inside the loss, label/reasoning targets, and emollm checkpoints. The recipes in ``recipes/``
-put them together.
+injection inside the loss, label/reasoning targets, emollm checkpoints and resuming (``resume``), the
+recipes' shared arguments (``arguments``) and model builders (``models``). The recipes in
+:mod:`emollm.recipes` put them together.
 """
 
 from emollm.training.collators import MultimodalCollator

@@ -1,22 +1,22 @@
 """The multimodal SFT collator: prompt + completion -> ids, loss labels and padded encoder frames.
 
 Each example is a dict with ``prompt`` (the chat-formatted prompt, placeholders included), ``completion``
-(the target text) and, per adapted modality, ``<modality>_features`` (the encoder's frames, ``T x D``).
+(the target text) and, per adapted modality, ``<modality>_frames`` (the encoder's frames, ``T x D``).
 The collator
 
 - tokenises the prompt with every placeholder expanded to K pseudo-token slots
   (:func:`emollm.modeling.injection.tokenize_with_placeholders`) and the completion followed by EOS;
 - sets ``labels`` to -100 on the prompt, the slots and the padding, so the loss covers the completion only;
 - right-pads the ids (training needs no left padding: positions start at 0 in every row);
-- pads the frames of each modality to ``<modality>_features`` ``(B, T, D)`` and ``<modality>_mask``;
+- pads the frames of each modality to ``<modality>_frames`` ``(B, T, D)`` and ``<modality>_mask``;
 - returns ``text_mask``, true at the prompt's text tokens (what ``text_guided_mixer`` pools).
 
 >>> import torch
 >>> tok = lambda s, add_special_tokens=False: {"input_ids": [ord(c) for c in s]}
 >>> tok.eos_token_id, tok.pad_token_id = 0, 1
 >>> batch = MultimodalCollator(tok, {"audio": 2})([
-...     {"prompt": "a<|audio|>", "completion": "b", "audio_features": [[0.5], [1.5], [2.5]]}])
->>> batch["input_ids"].tolist(), batch["labels"].tolist(), batch["audio_features"].shape
+...     {"prompt": "a<|audio|>", "completion": "b", "audio_frames": [[0.5], [1.5], [2.5]]}])
+>>> batch["input_ids"].tolist(), batch["labels"].tolist(), batch["audio_frames"].shape
 ([[97, -200, -200, 98, 0]], [[-100, -100, -100, 98, 0]], torch.Size([1, 3, 1]))
 """
 
@@ -109,11 +109,11 @@ class MultimodalCollator:
             "text_mask": attention.bool() & (labels == IGNORE_INDEX) & (input_ids != PSEUDO_TOKEN_ID),
         }
         for modality in self.num_tokens:
-            from emollm.modeling.encoders import pad_features
+            from emollm.modeling.encoders import pad_frames
 
-            key = f"{modality}_features"
+            key = f"{modality}_frames"
             if any(key not in example for example in examples):
                 raise ConfigError(f"every example needs {key!r} (the {modality} encoder's frames)")
             frames = [torch.as_tensor(example[key], dtype=torch.float32) for example in examples]
-            batch[key], batch[f"{modality}_mask"] = pad_features(frames)
+            batch[key], batch[f"{modality}_mask"] = pad_frames(frames)
         return batch

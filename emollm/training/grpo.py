@@ -26,42 +26,42 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from emollm.errors import ConfigError
-from emollm.labels import LABEL_SETS
-from emollm.modeling.emotion_lm import build_inputs_embeds
-from emollm.modeling.emotion_lm import unwrap_model as unwrap
-from emollm.modeling.encoders import pad_features
+from emollm.modeling.adapters import build_inputs_embeds
+from emollm.modeling.adapters import unwrap_model as unwrap
+from emollm.modeling.encoders import pad_frames
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
 from emollm.parsing import parse_completion
-from emollm.training.checkpoints import EmollmCheckpointMixin
 from emollm.training.optim import ProjectorLearningRateMixin
+from emollm.training.resume import EmollmCheckpointMixin
 from emollm.training.rewards import completion_text
-from emollm.training.sft import build_examples
+from emollm.training.sft import build_examples, make_completion
 
 
 def build_grpo_examples(
     utterances: Sequence,
-    reasoner,
+    prompts,
     *,
     prosody: Mapping[str, str | None] | None = None,
-    features: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    frames: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[dict]:
-    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<modality>_features"}``.
+    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<modality>_frames"}``.
 
     Args:
         utterances: Labelled :class:`~emollm.data.Utterance` objects.
-        reasoner: The :class:`~emollm.api.EmotionReasoner` whose label set, strategy and placeholders shape
+        prompts: The :class:`~emollm.inputs.PromptBuilder` whose label set, strategy and placeholders shape
             the prompt (use a template that asks for ``<think>``/``<answer>``, e.g. ``acoustic`` or ``cot``,
             so the format reward can be earned).
         prosody: utterance id -> prosody description (None or missing: none shown).
-        features: modality -> (utterance id -> encoder frames), for a model with adapters.
+        frames: modality -> (utterance id -> encoder frames), for a model with adapters.
 
     Raises:
         ConfigError: an utterance without a label, or without frames for an adapted modality.
     """
-    rows = build_examples(utterances, reasoner, target="label", prosody=prosody, features=features)
-    labels = reasoner.labels
-    # a registered set by name, so the rewards keep its merges (iemocap4: "excited" counts as happy)
-    label_set = labels.name if LABEL_SETS.get(labels.name) == labels else list(labels.labels)
+    from emollm.inputs import label_spec
+
+    rows = build_examples(utterances, prompts, target="label", prosody=prosody, frames=frames)
+    labels = prompts.labels
+    label_set = label_spec(labels)  # a registered set by name keeps its merges in the rewards
     votes = any(getattr(u, "label_distribution", None) for u in utterances)
     for row, utt in zip(rows, utterances, strict=True):
         del row["completion"]  # GRPO samples its own
@@ -102,7 +102,7 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
     """TRL's ``GRPOTrainer`` whose policy reads ``inputs_embeds`` with audio pseudo-tokens.
 
     Use it like ``GRPOTrainer`` with a model from :func:`~emollm.training.sft.prepare_for_training` or
-    :func:`~emollm.modeling.checkpoint.load_checkpoint` (``trainable=True``) and rows from
+    :func:`~emollm.modeling.emotion_lm.load_checkpoint` (``trainable=True``) and rows from
     :func:`build_grpo_examples`. The overrides:
 
     - ``_tokenize_prompts``: each placeholder becomes K slots of ``PSEUDO_TOKEN_ID`` (as in SFT);
@@ -155,10 +155,10 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
         device = self.accelerator.device
         self._frames = {}
         for modality in self.num_tokens:
-            key = f"{modality}_features"
+            key = f"{modality}_frames"
             if any(key not in row for row in inputs):
                 raise ConfigError(f"every row needs {key!r} (the {modality} encoder's frames)")
-            frames, mask = pad_features([torch.as_tensor(row[key], dtype=torch.float32) for row in inputs])
+            frames, mask = pad_frames([torch.as_tensor(row[key], dtype=torch.float32) for row in inputs])
             self._frames[key], self._frames[f"{modality}_mask"] = frames.to(device), mask.to(device)
         try:
             output = super()._generate_and_score_completions(inputs)
@@ -168,19 +168,19 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
         return output
 
     def _compute_loss(self, model, inputs):
-        self._frames = {key: inputs[key] for m in self.num_tokens for key in (f"{m}_features", f"{m}_mask")}
+        self._frames = {key: inputs[key] for m in self.num_tokens for key in (f"{m}_frames", f"{m}_mask")}
         try:
             return super()._compute_loss(model, inputs)
         finally:
             self._frames = None
 
-    def _features(self, rows: slice) -> dict | None:
+    def _frames_of(self, rows: slice) -> dict | None:
         if not self.num_tokens:
             return None
         if not self._frames:
             raise RuntimeError("pseudo-token rows reached the model without their frames")
         return {
-            m: (self._frames[f"{m}_features"][rows], self._frames[f"{m}_mask"][rows]) for m in self.num_tokens
+            m: (self._frames[f"{m}_frames"][rows], self._frames[f"{m}_mask"][rows]) for m in self.num_tokens
         }
 
     # -- the model reads inputs_embeds ----------------------------------------------------------------------
@@ -212,7 +212,7 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            embeds = build_inputs_embeds(unwrapped_model, input_ids, self._features(slice(None)), text_mask)
+            embeds = build_inputs_embeds(unwrapped_model, input_ids, self._frames_of(slice(None)), text_mask)
             # Sample in eval mode: no dropout calls (TRL's disable_dropout, on by default, zeroes them
             # anyway; on a CPU the calls cost ~8% of a step). From inputs_embeds, generate returns new tokens.
             was_training = unwrapped_model.training
@@ -256,7 +256,7 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
             ids, mask = input_ids[rows], attention_mask[rows]
             text_mask = mask.bool() & (ids != PSEUDO_TOKEN_ID)
             text_mask[:, prompt_width:] = False  # the prompt's words, as in SFT and inference
-            embeds = build_inputs_embeds(model, ids, self._features(rows), text_mask)
+            embeds = build_inputs_embeds(model, ids, self._frames_of(rows), text_mask)
             labels = ids.masked_fill(mask == 0, -100)  # only the completion tokens are scored
             labels[:, :-logits_to_keep] = -100
             extra = {"output_router_logits": True} if compute_aux_loss else {}
@@ -299,3 +299,27 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
         ]
         self._log_metric("parse_failure_rate", sum(failures) / max(len(failures), 1))
         return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+
+
+def rationale_length_warning(tokenizer, utterances: Sequence, prosody: Mapping, max_completion_length: int):
+    """A warning when template rationales (what a reasoning-SFT cold start writes) do not fit the budget.
+
+    A completion cut before ``<answer>`` earns no reward at all; returns None when every one fits.
+    """
+    lengths = sorted(
+        len(tokenizer(completion, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        for completion in (
+            make_completion(u.label, reasons=True, target="reasoning", transcript=u.transcript,
+                            prosody=prosody.get(u.id))
+            for u in utterances
+        )
+    )  # fmt: skip
+    too_long = sum(n > max_completion_length for n in lengths)
+    if not too_long:
+        return None
+    return (
+        f"{too_long} of {len(lengths)} template rationales (what a reasoning-SFT start writes; median "
+        f"{lengths[len(lengths) // 2]}, longest {lengths[-1]} tokens) do not fit max_completion_length="
+        f"{max_completion_length}: those completions end before <answer> and earn no reward. Raise "
+        f"--max_completion_length to at least {lengths[-1] + 16}"
+    )

@@ -6,7 +6,7 @@ often want different step sizes. ``projector_learning_rate=None`` (the default) 
 
 from __future__ import annotations
 
-from emollm.modeling.emotion_lm import get_projectors
+from emollm.modeling.adapters import get_projectors
 
 
 class ProjectorLearningRateMixin:

@@ -4,8 +4,12 @@ TRL calls every reward function as ``fn(prompts=..., completions=..., completion
 ``columns`` are the dataset's other columns, one value per completion (``label``, ``label_set``,
 ``label_distribution``...). Each function here returns one float per completion:
 
-- :func:`format_reward`: 1 for exactly one ``<think>...</think>`` followed by exactly one
-  ``<answer>...</answer>`` (nothing else around them), else 0.
+- :func:`format_reward`: 1 when the completion has the shape of
+  :func:`emollm.parsing.has_think_answer_shape` (exactly one ``<think>...</think>`` then exactly one
+  non-blank ``<answer>...</answer>``, nothing else around them), else 0. It judges the tags only, as the
+  format rewards of DeepSeek-R1 and R1-Omni do: ``<think>.</think><answer>banana</answer>`` earns 1 here and
+  0 from :func:`label_reward`, which judges the answer. (Evaluation's ``format_ok`` asks for both: the
+  shape and an answer that names a label.)
 - :func:`label_reward`: 1 when the answer names the gold label, else 0. The answer is read by
   :func:`emollm.parsing.parse_completion` and compared after :func:`emollm.labels.normalize_label`, so
   "Angry", "anger" and "furious" all match ``angry`` (R1-Omni compares exact strings, which punishes a right
@@ -27,9 +31,8 @@ from collections.abc import Mapping, Sequence
 
 from emollm.errors import ConfigError
 from emollm.labels import LABEL_SETS, normalize_label
-from emollm.parsing import parse_completion
+from emollm.parsing import has_think_answer_shape, parse_completion
 
-_FORMAT = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL | re.IGNORECASE)
 _TAG = re.compile(r"</?(think|answer)>", re.IGNORECASE)
 LENGTH_MAX_WORDS = 60
 
@@ -68,19 +71,17 @@ def _label_sets(value, n: int) -> list:
 
 
 def format_reward(completions: Sequence, **kwargs) -> list[float]:
-    """1.0 for ``<think>...</think><answer>...</answer>`` with one of each tag and a non-empty answer.
+    """1.0 for one ``<think>...</think>`` then one non-blank ``<answer>...</answer>``, else 0.0.
+
+    The shape only (:func:`emollm.parsing.has_think_answer_shape`): what the answer says is judged by
+    :func:`label_reward`, so an answer outside the label set still earns the format reward.
 
     >>> format_reward(["<think>Loud.</think><answer>angry</answer>", "<answer>angry</answer>",
-    ...                "<think>a</think><answer>x</answer><answer>y</answer>"])
-    [1.0, 0.0, 0.0]
+    ...                "<think>a</think><answer>x</answer><answer>y</answer>",
+    ...                "<think>Loud.</think><answer>banana</answer>"])
+    [1.0, 0.0, 0.0, 1.0]
     """
-    rewards = []
-    for completion in completions:
-        text = completion_text(completion)
-        match = _FORMAT.match(text)
-        ok = bool(match) and len(_TAG.findall(text)) == 4 and bool(match.group(2).strip())
-        rewards.append(1.0 if ok else 0.0)
-    return rewards
+    return [1.0 if has_think_answer_shape(completion_text(c)) else 0.0 for c in completions]
 
 
 def label_reward(completions: Sequence, label: Sequence[str] | str, **kwargs) -> list[float]:

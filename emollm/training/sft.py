@@ -9,8 +9,8 @@ The recipe (``recipes/sft.py``) reads top to bottom; the logic it uses lives her
   and, when there is one, the prosody description, followed by the gold label ("The words are "...". The
   voice: <description>. Together these cues fit <label>."). It teaches the output format and to restate the
   cues before answering (a cold start for GRPO), not real reasoning.
-- :func:`build_examples`: prompt (rendered by an :class:`~emollm.api.EmotionReasoner`, placeholders
-  included) + completion + encoder frames per utterance.
+- :func:`build_examples`: prompt (rendered by an :class:`~emollm.inputs.PromptBuilder`, placeholders
+  included, exactly as at inference) + completion + encoder frames per utterance.
 - :func:`prepare_for_training`: LoRA on the LLM via PEFT; the projectors stay trainable, the encoders and
   base weights frozen.
 - :class:`EmotionSFTTrainer`: TRL's ``SFTTrainer`` that builds ``inputs_embeds`` with the pseudo-tokens
@@ -26,10 +26,9 @@ import torch
 from trl import SFTTrainer
 
 from emollm.errors import ConfigError
-from emollm.modeling.emotion_lm import build_inputs_embeds, get_projectors
-from emollm.prompting import answer_prefix
-from emollm.training.checkpoints import EmollmCheckpointMixin
+from emollm.modeling.adapters import build_inputs_embeds, get_projectors
 from emollm.training.optim import ProjectorLearningRateMixin
+from emollm.training.resume import EmollmCheckpointMixin
 
 TARGETS = ("label", "reasoning")
 
@@ -89,49 +88,48 @@ def make_completion(
 
 def build_examples(
     utterances: Sequence,
-    reasoner,
+    prompts,
     *,
     target: str = "label",
     prosody: Mapping[str, str | None] | None = None,
-    features: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    frames: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[dict]:
-    """SFT examples: ``{"id", "prompt", "completion", "label", "<modality>_features"...}`` per utterance.
+    """SFT examples: ``{"id", "prompt", "completion", "label", "<modality>_frames"...}`` per utterance.
 
     Args:
         utterances: Labelled :class:`~emollm.data.Utterance` objects.
-        reasoner: An :class:`~emollm.api.EmotionReasoner`; its label set, strategy, context window, system
-            prompt and the model's placeholders shape the prompt exactly as at inference.
+        prompts: The :class:`~emollm.inputs.PromptBuilder` (label set, strategy, context window, system
+            prompt, the model's placeholders) that renders each prompt exactly as at inference.
         target: See :func:`make_completion`.
         prosody: utterance id -> prosody description (None or missing: none shown).
-        features: modality -> (utterance id -> encoder frames), for a model with adapters.
+        frames: modality -> (utterance id -> encoder frames), for a model with adapters
+            (:func:`emollm.inputs.encode_utterances`).
 
     Raises:
         ConfigError: an utterance without a label, or without frames for an adapted modality.
     """
-    reasons = bool(answer_prefix(reasoner._message(transcript="x")))
+    reasons = prompts.asks_for_tags
     prosody = prosody or {}
-    modalities = tuple(getattr(reasoner.lm, "modalities", ()))
     examples = []
     for utt in utterances:
         if utt.label is None:
             raise ConfigError(f"utterance {utt.id} has no label; SFT needs labelled data")
         description = prosody.get(utt.id)
-        name = utt.speaker.split("/", 1)[-1] if utt.speaker and utt.dialogue_id else None
         example = {
             "id": utt.id,
-            "prompt": reasoner.build_prompt(utt.transcript, utt.context, name, description),
+            "prompt": prompts.for_utterance(utt, description),
             "completion": make_completion(
                 utt.label, reasons=reasons, target=target, transcript=utt.transcript, prosody=description
             ),
             "label": utt.label,
         }
-        for modality in modalities:
-            frames = (features or {}).get(modality, {}).get(utt.id)
-            if frames is None:
+        for modality in prompts.modalities:
+            clip = (frames or {}).get(modality, {}).get(utt.id)
+            if clip is None:
                 raise ConfigError(
                     f"no {modality} frames for {utt.id}; the model's {modality} adapter needs them"
                 )
-            example[f"{modality}_features"] = frames.tolist()
+            example[f"{modality}_frames"] = clip.tolist()
         examples.append(example)
     return examples
 
@@ -200,10 +198,10 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTr
         """Swap ``input_ids`` for ``inputs_embeds`` (projector vectors at the slots), then TRL's loss."""
         inputs = dict(inputs)
         projectors = get_projectors(model) or {}
-        features = {m: (inputs.pop(f"{m}_features"), inputs.pop(f"{m}_mask")) for m in projectors}
+        frames = {m: (inputs.pop(f"{m}_frames"), inputs.pop(f"{m}_mask")) for m in projectors}
         text_mask = inputs.pop("text_mask")
         input_ids = inputs.pop("input_ids")
-        inputs["inputs_embeds"] = build_inputs_embeds(model, input_ids, features or None, text_mask)
+        inputs["inputs_embeds"] = build_inputs_embeds(model, input_ids, frames or None, text_mask)
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )

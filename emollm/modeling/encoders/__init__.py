@@ -16,7 +16,7 @@ keyword arguments: ``build_encoder(enc.name, **enc.settings())`` rebuilds it) an
 Nothing is fetched from the network: model folders are read with ``local_files_only=True``.
 
 One module per encoder (``prosody_frames.py``, ``hf_audio.py``, ``vision.py``), the on-disk cache in
-``cache.py`` and what they share in ``common.py``; this module holds the registry and :func:`pad_features`,
+``cache.py`` and what they share in ``common.py``; this module holds the registry and :func:`pad_frames`,
 and every public name is importable from here.
 
 >>> import numpy as np
@@ -25,7 +25,7 @@ and every public name is importable from here.
 >>> features = encoder.encode([tone])
 >>> tuple(features[0].shape)  # 1 s at 25 frames per second, 22 columns
 (25, 22)
->>> batch, mask = pad_features(features + [features[0][:10]])
+>>> batch, mask = pad_frames(features + [features[0][:10]])
 >>> tuple(batch.shape), mask.sum(dim=1).tolist()
 ((2, 25, 22), [25, 10])
 """
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from emollm.errors import ConfigError
-from emollm.modeling.encoders.cache import FEATURES_VERSION, cache_key, encode_cached
+from emollm.modeling.encoders.cache import FEATURES_VERSION, encode_cached, frames_cache_key
 from emollm.modeling.encoders.hf_audio import HFAudioEncoder
 from emollm.modeling.encoders.prosody_frames import (
     FEATURE_CLIP,
@@ -57,9 +57,9 @@ __all__ = [
     "ProsodyFrameEncoder",
     "VisionFrameEncoder",
     "build_encoder",
-    "cache_key",
+    "frames_cache_key",
     "encode_cached",
-    "pad_features",
+    "pad_frames",
     "read_video_frames",
     "sample_indices",
 ]
@@ -89,7 +89,7 @@ def build_encoder(name: str, **kwargs) -> torch.nn.Module:
         raise ConfigError(f"bad settings for encoder {name!r}: {exc}") from exc
 
 
-def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_frames(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``(T_i, D)`` feature tensors into a zero-padded ``(B, T_max, D)`` batch and its mask.
 
     A zero-length input (``(0, D)``) gets no real frame: its row is all zeros with an all-False mask, and
@@ -103,18 +103,18 @@ def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
     Raises:
         ConfigError: no features, a tensor that is not 2-D, or differing feature sizes.
 
-    >>> batch, mask = pad_features([torch.ones(3, 2), torch.ones(0, 2)])
+    >>> batch, mask = pad_frames([torch.ones(3, 2), torch.ones(0, 2)])
     >>> tuple(batch.shape), mask.tolist()
     ((2, 3, 2), [[True, True, True], [False, False, False]])
     """
     tensors = [torch.as_tensor(f) for f in features]
     if not tensors:
-        raise ConfigError("pad_features needs at least one feature tensor, got none")
+        raise ConfigError("pad_frames needs at least one feature tensor, got none")
     bad = [tuple(t.shape) for t in tensors if t.ndim != 2]
     sizes = {int(t.shape[1]) for t in tensors if t.ndim == 2}
     if bad or len(sizes) != 1:
         raise ConfigError(
-            f"pad_features needs 2-D (frames, dim) tensors of one feature size, got shapes "
+            f"pad_frames needs 2-D (frames, dim) tensors of one feature size, got shapes "
             f"{[tuple(t.shape) for t in tensors]}"
         )
     lengths = [int(t.shape[0]) for t in tensors]

@@ -54,11 +54,11 @@ def _hash_content(item, digest) -> None:
         raise ConfigError(f"cannot hash an input of type {type(item).__name__} for the cache; pass keys=")
 
 
-def cache_key(encoder, item=None, key: str | None = None) -> str:
+def frames_cache_key(encoder, item=None, key: str | None = None) -> str:
     """SHA-256 of an input's content (or of ``key``), the encoder's name and settings, and the version.
 
     >>> from emollm.modeling.encoders import build_encoder
-    >>> len(cache_key(build_encoder("prosody_frames"), key="utt-001"))
+    >>> len(frames_cache_key(build_encoder("prosody_frames"), key="utt-001"))
     64
     """
     digest = hashlib.sha256()
@@ -94,12 +94,12 @@ def encode_cached(
 ) -> list[torch.Tensor]:
     """``encoder.encode(inputs)``, with one safetensors file per input under ``cache_dir`` reused on reruns.
 
-    An input's file is ``cache_dir/<encoder name>/<key>.safetensors``, ``key`` being :func:`cache_key`:
-    a hash of the input's content (file, folder, array or image bytes, not its path), the encoder's name
-    and ``settings()``, and :data:`FEATURES_VERSION`. Changing any of them misses the cache. Inputs are
-    encoded one at a time and each file is written atomically (temporary file, then ``os.replace``), so an
-    interrupted run keeps what it finished and never leaves half a file. A model folder is identified by
-    its path: after replacing the weights at the same path, clear the cache.
+    An input's file is ``cache_dir/<encoder name>/<key>.safetensors``, ``key`` being
+    :func:`frames_cache_key`: a hash of the input's content (file, folder, array or image bytes, not its
+    path), the encoder's name and ``settings()``, and :data:`FEATURES_VERSION`. Changing any of them misses
+    the cache. Inputs are encoded one at a time and each file is written atomically (temporary file, then
+    ``os.replace``), so an interrupted run keeps what it finished and never leaves half a file. A model folder
+    is identified by its path: after replacing the weights at the same path, clear the cache.
 
     Args:
         encoder: An encoder from :func:`build_encoder`.
@@ -144,7 +144,8 @@ def encode_cached(
     for i, item in enumerate(
         tqdm(items, disable=not progress, desc=f"encoding ({encoder.name})", unit="input")
     ):
-        path = folder / f"{cache_key(encoder, item, None if keys is None else str(keys[i]))}.safetensors"
+        key = frames_cache_key(encoder, item, None if keys is None else str(keys[i]))
+        path = folder / f"{key}.safetensors"
         features = _load_cached(path, encoder)
         if features is None:
             features = encoder.encode([item])[0]

@@ -1,0 +1,152 @@
+"""What both recipes share on the command line: the audio adapter's arguments and the argument parsing.
+
+Each recipe (:mod:`emollm.recipes.sft`, :mod:`emollm.recipes.grpo`) parses four dataclasses with TRL's
+``TrlParser``: its own ``ScriptArguments``, TRL's ``SFTConfig``/``GRPOConfig``, TRL's ``ModelConfig`` and
+:class:`AdapterArguments`. YAML comes in through ``--config``; every field can be overridden on the command
+line. Values are checked when the dataclasses are built (``__post_init__``), so a typo fails before any
+prosody is extracted or any model is loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from emollm.errors import ConfigError, check_config
+from emollm.modeling.encoders import ENCODERS
+from emollm.modeling.frame_norm import NORMALIZATIONS
+from emollm.modeling.projectors import PROJECTORS
+
+ROUTES = ("text", "tokens", "both", "none")
+"""How the voice reaches the LLM: ``text`` the prosody description in the prompt, ``tokens`` K pseudo-tokens
+from an encoder + projector, ``both``, or ``none`` (words only)."""
+
+
+def route_has_adapters(route: str) -> bool:
+    """Whether ``route`` feeds the voice through pseudo-tokens.
+
+    >>> route_has_adapters("both"), route_has_adapters("text")
+    (True, False)
+    """
+    return route in ("tokens", "both")
+
+
+def route_has_prosody(route: str) -> bool:
+    """Whether ``route`` shows the prosody description in the prompt.
+
+    >>> route_has_prosody("both"), route_has_prosody("tokens")
+    (True, False)
+    """
+    return route in ("text", "both")
+
+
+@dataclass
+class AdapterArguments:
+    """The audio adapter (routes tokens and both)."""
+
+    encoder: str = field(
+        default="prosody_frames",
+        metadata={"help": f"encoder: {', '.join(ENCODERS)}", "choices": list(ENCODERS)},
+    )
+    encoder_path: str | None = field(
+        default=None, metadata={"help": "local model folder for hf_audio/vision"}
+    )
+    projector: str = field(
+        default="mlp", metadata={"help": f"projector: {', '.join(PROJECTORS)}", "choices": list(PROJECTORS)}
+    )
+    num_tokens: int = field(default=8, metadata={"help": "K pseudo-tokens that replace <|audio|>"})
+    projector_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate of the projector (LLaVA's mm_projector_lr); default learning_rate"
+        },
+    )
+    normalize: str = field(
+        default="none",
+        metadata={
+            "help": "none, or speaker: z-score the encoder's frames per speaker (label-free statistics)",
+            "choices": list(NORMALIZATIONS),
+        },
+    )
+
+    def __post_init__(self):
+        problems = []
+        if self.num_tokens < 1:
+            problems.append(f"num_tokens is {self.num_tokens}; it must be >= 1")
+        if self.projector_learning_rate is not None and self.projector_learning_rate <= 0:
+            problems.append(f"projector_learning_rate is {self.projector_learning_rate}; it must be > 0")
+        check_config(self, problems)
+
+    def to_spec(self, modality: str = "audio"):
+        """The :class:`~emollm.modeling.adapters.AdapterSpec` these arguments describe.
+
+        >>> AdapterArguments(num_tokens=4).to_spec().num_tokens
+        4
+        """
+        from emollm.modeling.adapters import AdapterSpec
+
+        settings = {"path": self.encoder_path} if self.encoder_path else {}
+        return AdapterSpec(
+            modality, self.encoder, self.projector, self.num_tokens, settings, normalize=self.normalize
+        )
+
+
+def check_recipe_config(script_args) -> list[str]:
+    """Problems shared by both recipes' ``ScriptArguments`` (the caller adds its own and raises once)."""
+    problems = []
+    corpus = str(script_args.dataset).split(":", 1)[0]
+    if corpus not in ("ravdess", "meld", "iemocap", "manifest"):
+        problems.append(
+            f"dataset is {script_args.dataset!r}; accepted: ravdess, meld, iemocap or manifest:PATH"
+        )
+    elif corpus == "manifest" and not Path(script_args.dataset.split(":", 1)[1]).is_file():
+        problems.append(f"dataset {script_args.dataset!r}: no manifest file there")
+    for name in ("train_limit", "eval_limit", "workers"):
+        value = getattr(script_args, name)
+        if value is not None and value < 1:
+            problems.append(f"{name} is {value}; it must be >= 1")
+    if script_args.context_turns < 0:
+        problems.append(f"context_turns is {script_args.context_turns}; it must be >= 0")
+    from emollm.labels import get_label_set
+    from emollm.prompting import template_path
+
+    checks = [lambda: template_path(script_args.strategy)]
+    if script_args.labels is not None:
+        checks.append(lambda: get_label_set(script_args.labels))
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def parse_recipe_args(parser, args: list | None = None):
+    """``parser.parse_args_and_config(args)``, refusing transformers' deprecated checkpointing names.
+
+    ``gradient_checkpointing`` is an alias of ``activation_checkpointing`` that transformers reads only when
+    the new name is unset; every emollm config sets it, so ``--gradient_checkpointing true`` (or the key in a
+    YAML) would be silently ignored. Both spellings of the flag and the YAML keys are refused.
+
+    Raises:
+        ConfigError: a deprecated name; any bad value (from the dataclasses' ``__post_init__``).
+    """
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    names = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    if "config" in names:
+        at = next(i for i, a in enumerate(argv) if a.split("=")[0] == "--config")
+        path = argv[at].split("=", 1)[1] if "=" in argv[at] else argv[at + 1] if at + 1 < len(argv) else None
+        if path and Path(path).is_file():
+            names |= set(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    old = sorted(n for n in names if n.startswith("gradient_checkpointing"))
+    if old:
+        new = [n.replace("gradient_", "activation_") for n in old]
+        raise ConfigError(
+            f"{', '.join(old)}: transformers' deprecated name (removed in v6), which it ignores when "
+            f"activation_checkpointing is set, as every emollm config sets it; use {', '.join(new)} "
+            f"(--{new[0]} on the command line)"
+        )
+    return parser.parse_args_and_config(args=argv)
