@@ -75,3 +75,29 @@ def test_predict_text_output_and_calibrate_override(tmp_path, tiny_model, tiny_t
     assert json.loads(capsys.readouterr().out)["distribution"] == pytest.approx(
         distributions["--no-calibrate"]
     )
+
+
+def test_evaluate_options_keep_their_spellings():
+    from emollm.cli import make_parser
+
+    def parsed(*extra):
+        return make_parser().parse_args(["evaluate", "--data", "ravdess", *extra])
+
+    args = parsed(
+        "--batch-size", "4", "--max_new_tokens", "9", "--length-normalize", "--frame-normalizer", "checkpoint"
+    )
+    assert (args.batch_size, args.max_new_tokens, args.length_normalize, args.frame_normalizer) == (
+        4, 9, True, "checkpoint",
+    )  # fmt: skip
+    assert [parsed(*flag).prosody for flag in (["--prosody"], ["--no-prosody"], ["--prosody", "false"], [])] == [
+        True, False, False, None,
+    ]  # fmt: skip
+
+
+def test_every_bad_evaluate_option_is_one_line_at_once(capsys):
+    from emollm.cli import main
+
+    assert main(["evaluate", "--data", "nope", "--context", "-1", "--strategy", "fancy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("emollm evaluate: error: EvalConfig: ")
+    assert "data is 'nope'" in err and "context is -1" in err and "unknown prompt strategy 'fancy'" in err

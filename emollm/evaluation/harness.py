@@ -105,7 +105,12 @@ class EvalConfig:
     seed: int = field(default=0, metadata={"help": "seed of the --limit draw"})
     data_root: str = field(default="../shared/data", metadata={"help": "folder holding the corpora"})
     prosody: bool | None = field(
-        default=None, metadata={"help": "describe the voice in the prompt (default: on for acoustic only)"}
+        default=None,
+        metadata={
+            "help": "describe the voice in the prompt: --prosody, --no-prosody (default: on for acoustic only)",
+            "nargs": "?",  # a bare --prosody means true, as for the bool options
+            "const": True,
+        },
     )
     prosody_style: str = field(
         default="vowel",
