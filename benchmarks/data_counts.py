@@ -6,9 +6,10 @@ python benchmarks/data_counts.py [--data-root ../shared/data] [--json counts.jso
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
+
+from _common import write_result
 
 from emollm.data import load_corpus
 from emollm.labels import get_label_set
@@ -25,7 +26,7 @@ CORPORA = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/ and meld/")
-    parser.add_argument("--json", help="also write the counts to this JSON file")
+    parser.add_argument("--json", help="also write the counts to this JSON file (the results envelope)")
     args = parser.parse_args()
 
     rows = []
@@ -51,8 +52,7 @@ def main() -> None:
         cells = [row["corpus"], row["split"], row["n"], row["speakers"], labels, row["seconds"]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_result(args.json, rows)
 
 
 if __name__ == "__main__":

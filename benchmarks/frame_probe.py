@@ -10,7 +10,8 @@ the training actors only. Two rows differ only in what the projector would read:
 * **none**: the encoder's frames as they are (fixed scaling constants), ``AdapterSpec(normalize="none")``;
 * **speaker**: frames z-scored with their speaker's statistics, fitted without labels on that speaker's clips
   (training actors on theirs, test actors on theirs): what ``AdapterSpec(normalize="speaker")`` feeds the
-  projector in the recipes and the harness (:func:`emollm.evaluation.harness.encode_utterances`).
+  projector in the recipes and the harness (:func:`emollm.inputs.encode_utterances`, which fits the
+  statistics on the utterances it is given: a recipe's training split, an evaluation's split).
 
 A probe, not the LLM: it says whether the normalisation makes emotion more linearly readable from the frames
 the projector sees, in seconds instead of an SFT run.
@@ -19,9 +20,8 @@ the projector sees, in seconds instead of an SFT run.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
+
+from _common import write_result
 
 
 def pooled(frames) -> list[list[float]]:
@@ -42,7 +42,6 @@ def main() -> None:
 
     from emollm.data import load_corpus
     from emollm.evaluation.metrics import compute_metrics
-    from emollm.io import write_text_atomic
     from emollm.modeling.base import cache_dir
     from emollm.modeling.encoders import build_encoder, encode_cached
     from emollm.modeling.frame_norm import FrameNormalizer
@@ -68,8 +67,7 @@ def main() -> None:
         metrics = compute_metrics([u.label for u in test], predicted, "ravdess8")
         rows[normalize] = {k: getattr(metrics, k) for k in ("n", "wa", "ua", "macro_f1")}
 
-    result = {"command": "python " + " ".join(sys.argv), "train": len(train), "test": len(test), "rows": rows}
-    write_text_atomic(Path(args.out), json.dumps(result, indent=2) + "\n")
+    write_result(args.out, {"train": len(train), "test": len(test), "rows": rows})
     print(f"RAVDESS actors 01-14 ({len(train)} clips) -> 15-18 ({len(test)} clips); 8 classes")
     print("| prosody_frames, mean+std pooled, LR | WA % | UA % | macro F1 % |")
     print("|---|---:|---:|---:|")

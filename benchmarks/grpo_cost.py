@@ -4,27 +4,29 @@ python benchmarks/grpo_cost.py [--data-root ../shared/data] [--routes text,token
     [--completion-tokens 64] [--workers 2] [--quiet-load 0.8] [--quiet-wait 600]
     [--out benchmarks/results/grpo_cost.json]
 
-The recipe's settings (``recipes/configs/ravdess/grpo_{text,tokens}.yaml``, parsed by the recipe's parser:
-``acoustic`` template, 2 prompts x ``num_generations`` 4 = 8 completions per step, LoRA r16 on q/k/v/o,
-float32, beta 0, DAPO loss), the default model (smollm2-135m-instruct) with a fresh LoRA (and for the
-tokens route a fresh ``prosody_frames`` -> ``mlp`` projector with K=8), and real RAVDESS prompts of actors
-01-14. Every completion is exactly ``--completion-tokens`` long (``min_new_tokens`` = ``max_new_tokens``),
-so the figure does not depend on when an untrained model happens to stop; a real run whose completions end
+The recipe's settings (``recipes/configs/ravdess/grpo_{text,tokens}.yaml``, parsed by the recipe's parser,
+:func:`emollm.recipes.grpo.make_parser`: ``acoustic`` template, 2 prompts x ``num_generations`` 4 = 8
+completions per step, LoRA r16 on q/k/v/o, float32, beta 0, DAPO loss), the default model
+(smollm2-135m-instruct) with a fresh LoRA (and for the tokens route a fresh ``prosody_frames`` -> ``mlp``
+projector with K=8, its frames z-scored per speaker as the config says, ``normalize: speaker``), built as the
+recipe builds it (:func:`emollm.training.models.load_policy`, :mod:`emollm.inputs`,
+:func:`emollm.training.grpo.build_grpo_examples`), and real RAVDESS prompts of actors 01-14. Every
+completion is exactly ``--completion-tokens`` long (``min_new_tokens`` = ``max_new_tokens``), so the figure
+does not depend on when an untrained model happens to stop; a real run whose completions end
 earlier is cheaper. Each route runs in a fresh subprocess (so ``ru_maxrss`` is its own peak) for
-``warmup + steps`` optimizer steps; a step is the wall time between consecutive ``on_step_end`` callbacks
-(sampling 8 completions from ``inputs_embeds``, the rewards, the policy's log-probabilities, backward,
-AdamW). The trainer's ``generate_seconds`` splits the step into generation and the rest. The first ``warmup``
-steps are dropped. Before each subprocess the script waits for a 1-minute load average below
+``warmup + steps`` optimizer steps; a step is ``_common.StepTimer``'s, the same as in ``sft_cost.py``: the
+wall time between consecutive ``on_step_end`` callbacks (fetching the batch, sampling 8 completions from
+``inputs_embeds``, the rewards, the policy's log-probabilities, backward, AdamW). The trainer's
+``generate_seconds`` splits the step into generation and the rest. The first ``warmup`` steps (at least 1)
+are dropped. Before each subprocess the script waits for a 1-minute load average below
 ``--quiet-load`` (at most ``--quiet-wait`` s) and records the load.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,8 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sft_cost import rss_mb, spread_subset, wait_until_quiet
-from transformers import TrainerCallback
+from _common import StepTimer, rss_mb, spread_subset, wait_until_quiet, warmup_steps, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -42,80 +43,61 @@ CONFIGS = {
 }
 
 
-class StepTimer(TrainerCallback):
-    """Wall time between consecutive optimizer steps."""
-
-    def __init__(self):
-        self.marks = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if not self.marks:
-            self.marks.append(time.perf_counter())
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.marks.append(time.perf_counter())
-
-
-def load_grpo_recipe():
-    if "emollm_recipe_grpo" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("emollm_recipe_grpo", REPO / "recipes" / "grpo.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["emollm_recipe_grpo"]
-
-
 def run_worker(route: str, args) -> dict:
     """``warmup + steps`` GRPO steps of one route from the default model; timings and peak RSS."""
     import torch
     from datasets import Dataset
-    from trl import get_peft_config
+    from transformers import set_seed
+    from trl import get_peft_config, get_quantization_config
 
-    from emollm.api import EmotionReasoner
-    from emollm.data import load_corpus
-    from emollm.evaluation.harness import describe_utterances, encode_utterances
-    from emollm.modeling.base import load_base_model
-    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
+    from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, select_utterances
+    from emollm.recipes.grpo import make_parser
     from emollm.training import count_parameters, prepare_for_training
+    from emollm.training.arguments import parse_recipe_args, route_has_adapters, route_has_prosody
     from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
+    from emollm.training.models import load_policy, model_dtype
     from emollm.training.rewards import get_reward_funcs
 
     steps = args.warmup + args.steps
-    recipe = load_grpo_recipe()
     overrides = [
         "--output_dir", tempfile.mkdtemp(prefix=f"grpo_cost_{route}_"),
         "--max_steps", str(steps), "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none",
         "--max_completion_length", str(args.completion_tokens),
         "--model_name_or_path", "smollm2-135m-instruct",  # the configs start from SFT checkpoints: same size
     ]  # fmt: skip
-    script, training, model_args, adapter = recipe.make_parser().parse_args_and_config(
-        args=["--config", str(CONFIGS[route]), *overrides]
+    script, training, model_args, adapter = parse_recipe_args(
+        make_parser(), ["--config", str(CONFIGS[route]), *overrides]
     )
     training.remove_unused_columns = False
     training.generation_kwargs = {"min_new_tokens": args.completion_tokens}
     prompts_per_step = training.per_device_train_batch_size // training.num_generations
 
-    train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
-    describe_pool = train  # the normaliser is fit on all training speakers, as the recipe does
+    labels, train = select_utterances(
+        script.dataset, script.train_split, labels=script.labels, data_root=args.data_root
+    )
     chosen = spread_subset(train, steps * prompts_per_step, seed=0)
 
     rss_start = rss_mb()
     load_start = time.perf_counter()
-    adapters = []
-    if route == "tokens":
-        adapters = [AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)]
-    base, tokenizer = load_base_model(model_args.model_name_or_path)
-    encoders, projectors = build_adapters(adapters, base.get_input_embeddings().embedding_dim)
-    lm = EmotionLM(base, tokenizer, encoders=encoders, projectors=projectors if adapters else None)
-    reasoner = EmotionReasoner(
-        lm, labels="ravdess8", strategy=script.strategy, mode="generate", prosody=route == "text"
-    )
-    descriptions = {}
-    if reasoner.prosody:
-        descriptions, _ = describe_utterances(reasoner, describe_pool, workers=args.workers)
-    frames = encode_utterances(lm, chosen) if adapters else {}
-    features = {m: {uid: item[m] for uid, item in frames.items()} for m in lm.modalities}
-    rows = build_grpo_examples(chosen, reasoner, prosody=descriptions, features=features)
+    set_seed(training.seed)  # before the projector is initialised, as the recipe does
+    fresh = [adapter.to_spec()] if route_has_adapters(script.route) else []
+    lm, base_model, _ = load_policy(
+        model_args.model_name_or_path, fresh,
+        dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args),
+    )  # fmt: skip
+    prompts = PromptBuilder(
+        lm.tokenizer, script.strategy, labels,
+        context_turns=script.context_turns, placeholders=lm.placeholders,
+    )  # fmt: skip
+    descriptions, frames = {}, {}
+    if route_has_prosody(script.route):
+        # the normaliser is fit on all training speakers, as the recipe does
+        descriptions, _, _ = describe_utterances(
+            train, todo=chosen, style=script.prosody_style, workers=args.workers
+        )
+    if lm.adapters:  # frames z-scored per speaker when the config says so (statistics of all training clips)
+        frames, _ = encode_utterances(lm, train, todo=chosen)
+    rows = build_grpo_examples(chosen, prompts, prosody=descriptions, frames=frames)
     model = prepare_for_training(lm.model, get_peft_config(model_args))
     timer = StepTimer()
     training.shuffle_dataset = False
@@ -124,16 +106,17 @@ def run_worker(route: str, args) -> dict:
         reward_funcs=get_reward_funcs(script.rewards),
         args=training,
         train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        base_model=model_args.model_name_or_path,
-        adapters=adapters,
+        processing_class=lm.tokenizer,
+        base_model=base_model,
+        adapters=lm.adapters,
+        projector_learning_rate=adapter.projector_learning_rate,
         callbacks=[timer],
     )
     load_s = time.perf_counter() - load_start
     rss_loaded = rss_mb()
     trainer.train()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    step_s = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
+    step_s = timer.durations()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     prompt_tokens = [len(lm.tokenize([row["prompt"]])[0]) for row in rows]
     return {
@@ -164,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--routes", default="text,tokens")
-    parser.add_argument("--warmup", type=int, default=1, help="first steps dropped from the timing")
+    parser.add_argument("--warmup", type=warmup_steps, default=1, help="first steps dropped from the timing")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per route")
     parser.add_argument("--completion-tokens", type=int, default=64, help="tokens per completion (fixed)")
     parser.add_argument("--workers", type=int, default=2, help="prosody extraction processes")
@@ -179,18 +162,7 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(run_worker(args.worker, args)))
         return
 
-    import torch
-
-    results = {
-        "command": "python " + " ".join(sys.argv),
-        "facts": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "model": "smollm2-135m-instruct",
-        },
-        "routes": {},
-    }
+    results = {"model": "smollm2-135m-instruct", "routes": {}}
     for route in args.routes.split(","):
         if route not in CONFIGS:
             parser.error(f"--routes: unknown {route!r}; accepted: {', '.join(CONFIGS)}")
@@ -209,9 +181,7 @@ def main() -> None:
         generate = [g for g in row["generate_s"][args.warmup :] if g is not None]
         row["mean_generate_s"] = statistics.mean(generate) if generate else None
         results["routes"][route] = row
-        tmp = Path(args.out).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        tmp.replace(args.out)
+        write_result(args.out, results)
 
     print()
     per_step = f"2 prompts x 4 completions x {args.completion_tokens} tokens"

@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "recipes" / "configs" / "ravdess"
 
@@ -64,7 +66,7 @@ def main() -> None:
     common = ["--data_root", args.data_root]
     if args.eval_limit:
         common += ["--eval_limit", str(args.eval_limit)]
-    results = {"command": "python " + " ".join(sys.argv), "routes": {}}
+    results = {"routes": {}}
     for route in args.routes.split(","):
         if route not in ("text", "tokens"):
             parser.error(f"--routes: unknown {route!r}; accepted: text, tokens")
@@ -90,9 +92,7 @@ def main() -> None:
             "grpo_step_s_mean": statistics.mean(times) if times else None,
             "grpo_logged_steps": len(times),
         }
-        tmp = Path(args.out).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        tmp.replace(args.out)
+        write_result(args.out, results)
 
     print()
     print("| route | evaluation | when | n | WA % | UA % | macro F1 % | parse failures % | format ok % |")

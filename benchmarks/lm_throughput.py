@@ -24,14 +24,13 @@ batched per utterance (goal >= 10x) and generate batched vs generate batch 1 (go
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from _common import machine, write_result
 
 FALLBACK_TRANSCRIPTS = (
     "I can't believe you did that!",
@@ -87,9 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    import transformers
 
-    from emollm.io import write_text_atomic
     from emollm.labels import get_label_set
     from emollm.modeling import DEFAULT_MODEL, generate, load_base_model, score_labels
     from emollm.prompting import render_prompt
@@ -192,25 +189,15 @@ def main() -> None:
     }
     met = {key: headline[key] >= goals[key] for key in goals}
 
-    machine = {
-        "cpu_count": os.cpu_count(),
-        "cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_threads": torch.get_num_threads(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
-    }
+    facts = machine()
     n_params = sum(p.numel() for p in model.parameters())
 
     print()
     print(
         f"model {model_name} ({type(model).__name__}, {n_params / 1e6:.1f} M parameters, {model.dtype}); "
-        f"{len(transcripts)} {source} transcripts; {machine['cpus_allowed']} CPUs, "
-        f"{machine['torch_threads']} torch threads; torch {torch.__version__}, transformers "
-        f"{transformers.__version__}"
+        f"{len(transcripts)} {source} transcripts; {facts['cpus_allowed']} CPUs, "
+        f"{facts['torch_threads']} torch threads; torch {facts['torch']}, transformers "
+        f"{facts['transformers']}"
     )
     print(
         f"prompt tokens: score (minimal) {token_lengths(score_prompts)}, generate (cot) "
@@ -251,7 +238,6 @@ def main() -> None:
     )
 
     report = {
-        "command": " ".join(["python", *sys.argv]),
         "model": model_name,
         "model_class": type(model).__name__,
         "model_parameters": n_params,
@@ -265,7 +251,7 @@ def main() -> None:
             "generate_cot": token_lengths(cot_prompts),
         },
         "max_new_tokens": n_new,
-        "machine": machine,
+        "loadavg": {"before": load_before, "after": load_after},
         "untimed_s": {"model_load": load_s, "warmup": warmup_s},
         "results": results,
         "ratios": {
@@ -275,7 +261,7 @@ def main() -> None:
         "goals": goals,
         "goals_met": met,
     }
-    write_text_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report)
 
 
 if __name__ == "__main__":

@@ -9,26 +9,24 @@ Not a benchmark of its own. The peers are what a careful engineer would try firs
   the previous context turns, ``LogisticRegression``.
 
 ``C`` is chosen by grouped cross-validation on the training split only (RAVDESS: GroupKFold by actor; MELD:
-GroupKFold by dialogue), never on dev. :func:`run_recipe` runs ``recipes/sft.py``'s ``main()`` in this process
-and reads the metrics its evaluation wrote. :class:`Results` is the resumable JSON file of a benchmark.
+GroupKFold by dialogue), never on dev. :func:`run_recipe` runs the SFT recipe's ``main()``
+(:mod:`emollm.recipes.sft`) in this process and reads the metrics its evaluation wrote. :class:`Results` is
+the resumable JSON file of a benchmark, in the envelope of ``_common.write_result``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from _common import machine, read_result, write_result
 
 from emollm.evaluation.metrics import baselines, compute_metrics
-from emollm.io import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "recipes" / "sft.py"
 SEED = 0
 MAX_ITER = 5000
 
@@ -37,21 +35,27 @@ MAX_ITER = 5000
 
 
 class Results:
-    """A benchmark's JSON (``{"command", "facts", "rows": {name: row}}``), rewritten after every row.
+    """A benchmark's JSON, rewritten after every row: ``results`` is ``{"facts", "rows": {name: row}, ...}``.
 
-    A row is skipped on a rerun when it is already there with the same ``settings`` (unless ``overwrite``);
-    a row made with other settings is computed again and replaced. Rows not run this time are kept. The
-    file's ``facts`` describe the last run's machine, so each row also keeps the facts of the run that made
-    it (``row["machine"]``): a file may hold rows from a CPU and from a GPU.
+    The file is ``_common.write_result``'s envelope (command, code hash and machine of the last run); a file
+    from before the envelope, with ``rows`` at the top, is read too, so an older run resumes. A row is
+    skipped on a rerun when it is already there with the same ``settings`` (unless ``overwrite``); a row
+    made with other settings is computed again and replaced. Rows not run this time are kept. The envelope's
+    ``machine`` is the last write's, so each row also keeps the machine that made it (``row["machine"]``,
+    ``_common.machine()`` when the row was added): a file may hold rows from a CPU and from a GPU.
+
+    Args:
+        path: The JSON file.
+        facts: What the rows were computed on (the splits), written as ``results["facts"]``.
+        overwrite: Recompute rows already in the file.
     """
 
     def __init__(self, path: str | Path, facts: dict, overwrite: bool = False):
         self.path = Path(path)
-        old = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        old = read_result(self.path) if self.path.is_file() else {}
         self.rows: dict[str, dict] = old.get("rows", {})
         self.overwrite = overwrite
         self.facts = facts
-        self.command = " ".join(["python", *sys.argv])
 
     def done(self, name: str, settings: dict) -> bool:
         """Whether row ``name`` was made with ``settings`` already."""
@@ -61,13 +65,13 @@ class Results:
         return row.get("settings") == json.loads(json.dumps(settings))
 
     def add(self, name: str, row: dict) -> None:
-        """Store (or replace) a row, with this run's facts, and rewrite the file."""
-        self.rows[name] = {**row, "machine": self.facts}
+        """Store (or replace) a row, with this run's machine, and rewrite the file."""
+        self.rows[name] = {**row, "machine": machine()}
         self.write()
 
     def write(self, **extra) -> None:
-        report = {"command": self.command, "facts": self.facts, "rows": self.rows, **extra}
-        write_text_atomic(self.path, json.dumps(report, indent=1, default=str) + "\n")
+        """Rewrite the file: the facts, every row and ``extra`` (summaries), in the envelope."""
+        write_result(self.path, {"facts": self.facts, "rows": self.rows, **extra})
 
 
 def metrics_row(metrics, *, settings: dict, seconds: float | None = None, **extra) -> dict:
@@ -151,20 +155,19 @@ def _take(x, idx: np.ndarray):
 def egemaps_peer(train: Sequence, dev: Sequence, *, cache_dir: str | None, workers: int, grid, folds=7):
     """The openSMILE peer on RAVDESS: fit on ``train`` utterances, score ``dev``.
 
-    Features come from ``prosody_probe.opensmile_features`` (cached on disk, shared with that benchmark);
+    Features come from ``prosody_probe.opensmile_features`` (cached on disk, shared with that benchmark, a
+    sibling module like this one);
     each speaker's features are z-scored with that speaker's own mean and standard deviation.
 
     Returns:
         ``(metrics on dev, details)``; details hold the chosen C, the CV scores and the timing.
     """
+    from prosody_probe import opensmile_features, speaker_z
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from prosody_probe import opensmile_features, speaker_z
 
     start = time.perf_counter()
     items = list(train) + list(dev)
@@ -267,16 +270,6 @@ def tfidf_peer(train: Sequence, dev: Sequence, *, context_turns: int, class_weig
 # -- SFT rows: the recipe, in this process -------------------------------------------------------------------
 
 
-def load_recipe():
-    """``recipes/sft.py`` as a module (it is a script, not part of the package)."""
-    if "emollm_recipe_sft" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("emollm_recipe_sft", RECIPE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["emollm_recipe_sft"]
-
-
 def recipe_overrides(args, output_dir: str) -> list[str]:
     """Recipe command-line overrides from a benchmark's ``--max-steps/--epochs/--train-limit/...``."""
     out = ["--output_dir", output_dir, "--data_root", args.data_root]
@@ -295,7 +288,7 @@ def recipe_overrides(args, output_dir: str) -> list[str]:
 
 
 def run_recipe(config: str | Path, overrides: Sequence[str]) -> dict:
-    """Run ``recipes/sft.py --config config *overrides`` in this process; its results and timings.
+    """Run ``emollm sft --config config *overrides`` in this process; its results and timings.
 
     Training resumes from the last checkpoint in the output folder and the evaluation resumes its
     predictions, as the recipe does on its own. The trainer is timed by wrapping ``train()``.
@@ -304,9 +297,11 @@ def run_recipe(config: str | Path, overrides: Sequence[str]) -> dict:
         ``{"metrics": eval-<split>/metrics.json, "train_s", "eval_s", "total_s", "steps", "train_examples",
         "output_dir", "argv"}``; ``train_s`` and ``eval_s`` cover this call only (a resumed run did less).
     """
-    recipe = load_recipe()
+    import emollm.recipes.sft as recipe
+    from emollm.training.arguments import parse_recipe_args
+
     argv = ["--config", str(config), *overrides]
-    parsed = recipe.make_parser().parse_args_and_config(args=argv)
+    parsed = parse_recipe_args(recipe.make_parser(), argv)
     script_args, training_args, model_args, adapter_args = parsed
     record: dict = {}
     base_trainer, base_evaluate = recipe.EmotionSFTTrainer, recipe.evaluate

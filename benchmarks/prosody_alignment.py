@@ -4,11 +4,11 @@ python benchmarks/prosody_alignment.py [--data-root ../shared/data] [--limit 0] 
     [--cache-dir ~/.cache/emollm/bench] [--out benchmarks/results/prosody_alignment.json]
 
 RAVDESS has two fixed sentences, so the vowels every clip should have are known. The expected sequence is
-each word's first CMU dictionary pronunciation (:func:`emollm.prosody.align.pronounce`): "Kids are talking by
-the door" -> IH AA AO IH AY AH AO and "Dogs are sitting by the door" -> AA AA IH IH AY AH AO ("dogs" is
-D AA1 G Z first in the CMU dictionary). pocketsphinx may choose another pronunciation the dictionary also
-lists ("are" as ER, "dogs" as AO, "the" as IY), so the table gives two match rates: **exact** (the expected
-symbols, in order) and **any dictionary variant** (each vowel is one the word has in some CMU
+each word's first CMU dictionary pronunciation (:func:`emollm.prosody.pronunciation.pronounce`): "Kids are
+talking by the door" -> IH AA AO IH AY AH AO and "Dogs are sitting by the door" -> AA AA IH IH AY AH AO
+("dogs" is D AA1 G Z first in the CMU dictionary). pocketsphinx may choose another pronunciation the
+dictionary also lists ("are" as ER, "dogs" as AO, "the" as IY), so the table gives two match rates: **exact**
+(the expected symbols, in order) and **any dictionary variant** (each vowel is one the word has in some CMU
 pronunciation, in order, and the count is right).
 
 Forced alignment always returns every word of the transcript, so "any variant" is close to 100 % by
@@ -26,56 +26,20 @@ durations (overall, per vowel, per emotion) and the notes.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import random
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _common import emollm_source_hash, spread_subset, write_result
 
 from emollm.data import load_corpus
-from emollm.io import write_text_atomic
 from emollm.labels import get_label_set
-from emollm.prosody.align import cmu_lookup, pronounce, tokenize
 from emollm.prosody.pipeline import extract_many
+from emollm.prosody.pronunciation import cmu_lookup, pronounce, tokenize
 
 DEFAULT_CACHE = Path("~/.cache/emollm/bench").expanduser()
 PERCENTILES = (5, 25, 50, 75, 95)
-
-
-def emollm_source_hash() -> str:
-    """SHA-256 of the emollm code that makes the features (audio loading and emollm/prosody/*.py)."""
-    import emollm
-
-    package = Path(emollm.__file__).parent
-    digest = hashlib.sha256()
-    for path in [package / "audio.py", *sorted((package / "prosody").glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def spread_subset(utterances: list, limit: int, seed: int) -> list:
-    """``limit`` clips (0: all), the same for a seed: each actor's clips shuffled, then dealt round-robin."""
-    if limit <= 0 or limit >= len(utterances):
-        return list(utterances)
-    rng = random.Random(seed)
-    by_speaker: dict[str, list] = {}
-    for u in utterances:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    queues = []
-    for speaker in sorted(by_speaker):
-        clips = sorted(by_speaker[speaker], key=lambda u: u.id)
-        rng.shuffle(clips)
-        queues.append(clips)
-    chosen: list = []
-    while len(chosen) < limit:
-        for queue in queues:
-            if queue and len(chosen) < limit:
-                chosen.append(queue.pop(0))
-    return chosen
 
 
 def expected_vowels(transcript: str) -> tuple[list[str], list[set[str]]]:
@@ -257,8 +221,6 @@ def main() -> None:
             print(f"error: {utterances[index].id}: {message}")
 
     report = {
-        "command": " ".join(["python", *sys.argv]),
-        "emollm_source_sha256": source,
         "expected": {s: expected_vowels(s)[0] for s in sorted({u.transcript for u in utterances})},
         "overall": overall,
         "by_emotion": by_emotion,
@@ -269,7 +231,7 @@ def main() -> None:
         "errors": {utterances[i].id: m for i, m in sorted(batch.errors.items())},
         "clips": per_clip,
     }
-    write_text_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+    write_result(args.out, report)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import emollm_source_hash, spread_subset, write_result
 
 from emollm.data import load_corpus
 from emollm.evaluation.metrics import compute_metrics
@@ -51,38 +51,6 @@ DEFAULT_CACHE = Path("~/.cache/emollm/bench").expanduser()
 LABELS = "ravdess8"
 SEED = 0
 CV_FOLDS = 7
-
-
-def emollm_source_hash() -> str:
-    """SHA-256 of the emollm code that makes the features (audio loading and emollm/prosody/*.py)."""
-    import emollm
-
-    package = Path(emollm.__file__).parent
-    digest = hashlib.sha256()
-    for path in [package / "audio.py", *sorted((package / "prosody").glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def spread_subset(utterances: list, limit: int, seed: int) -> list:
-    """``limit`` clips (0: all), the same for a seed: each actor's clips shuffled, then dealt round-robin."""
-    if limit <= 0 or limit >= len(utterances):
-        return list(utterances)
-    rng = random.Random(seed)
-    by_speaker: dict[str, list] = {}
-    for u in utterances:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    queues = []
-    for speaker in sorted(by_speaker):
-        clips = sorted(by_speaker[speaker], key=lambda u: u.id)
-        rng.shuffle(clips)
-        queues.append(clips)
-    chosen: list = []
-    while len(chosen) < limit:
-        for queue in queues:
-            if queue and len(chosen) < limit:
-                chosen.append(queue.pop(0))
-    return chosen
 
 
 # -- openSMILE, cached like extract_many ---------------------------------------------------------------------
@@ -300,8 +268,6 @@ def main() -> None:
     print(f"| majority class of train ({majority}) | - | {100 * majority_wa:.1f} | 12.5 | - | - | - | - |")
 
     report = {
-        "command": " ".join(["python", *sys.argv]),
-        "emollm_source_sha256": source,
         "train_clips": len(train),
         "test_clips": len(test),
         "extraction_errors": {items[i].id: m for i, m in sorted(batch.errors.items())},
@@ -314,7 +280,7 @@ def main() -> None:
         "feature_names": {"ours_raw": raw_names, "opensmile": smile_names},
         "test_references_train_normaliser": {r: sum(references[i] == r for i in test) for r in test_refs},
     }
-    write_text_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+    write_result(args.out, report)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ to clip, so drift in machine load hits all three alike):
   (no normaliser). ``gender`` is passed as :func:`~emollm.prosody.pipeline.extract_many` does for RAVDESS
   (``--no-gender`` leaves it out: one more pitch pass per clip, to estimate the range).
 * **given alignment**: ``measure(audio, alignment, config)`` then ``describe(...)``, where ``audio`` is the
-  already decoded clip and ``alignment`` the :class:`~emollm.prosody.align.Alignment` pocketsphinx made for
-  it in an untimed preparation pass: the cost of a clip whose TextGrid is given, minus decoding the file
+  already decoded clip and ``alignment`` the :class:`~emollm.prosody.alignment.Alignment` pocketsphinx made
+  for it in an untimed preparation pass: the cost of a clip whose TextGrid is given, minus decoding the file
   and reading the TextGrid. Decoding (``load_audio``) is timed on its own and reported beside it.
 * **openSMILE**: ``Smile(eGeMAPSv02, Functionals).process_file(path)`` (reads and decodes the file too).
 
@@ -25,15 +25,12 @@ the first N clips and prints the top costs.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import platform
-import random
 import statistics
-import sys
 import time
-from pathlib import Path
+
+# Standard library only (numpy must not be imported before single_core() sets the thread pools)
+from _common import spread_subset, write_result
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -54,38 +51,6 @@ def single_core(cpu: int | None) -> int | None:
     allowed = sorted(os.sched_getaffinity(0))
     chosen = allowed[-1] if cpu is None else cpu
     os.sched_setaffinity(0, {chosen})
-    return chosen
-
-
-def emollm_source_hash() -> str:
-    """SHA-256 of the emollm code that makes the features (audio loading and emollm/prosody/*.py)."""
-    import emollm
-
-    package = Path(emollm.__file__).parent
-    digest = hashlib.sha256()
-    for path in [package / "audio.py", *sorted((package / "prosody").glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def spread_subset(utterances: list, limit: int, seed: int) -> list:
-    """``limit`` clips (0: all), the same for a seed: each actor's clips shuffled, then dealt round-robin."""
-    if limit <= 0 or limit >= len(utterances):
-        return list(utterances)
-    rng = random.Random(seed)
-    by_speaker: dict[str, list] = {}
-    for u in utterances:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    queues = []
-    for speaker in sorted(by_speaker):
-        clips = sorted(by_speaker[speaker], key=lambda u: u.id)
-        rng.shuffle(clips)
-        queues.append(clips)
-    chosen: list = []
-    while len(chosen) < limit:
-        for queue in queues:
-            if queue and len(chosen) < limit:
-                chosen.append(queue.pop(0))
     return chosen
 
 
@@ -158,7 +123,6 @@ def main() -> None:
     import soundfile  # noqa: F401
 
     from emollm.data import load_corpus
-    from emollm.io import write_text_atomic
 
     clips = spread_subset(load_corpus("ravdess", "all", data_root=args.data_root), args.limit, args.seed)
     if not clips:
@@ -176,7 +140,6 @@ def main() -> None:
     from emollm.prosody.pipeline import extract_prosody
 
     startup["ours_import_s"] = time.perf_counter() - start
-    source = emollm_source_hash()
 
     def gender_of(u):
         return None if args.no_gender else u.gender
@@ -295,12 +258,9 @@ def main() -> None:
                 )
 
     report = {
-        "command": " ".join(["python", *sys.argv]),
         "clips": [u.id for u in clips],
         "cpu": cpu,
-        "emollm_source_sha256": source,
         "gender_passed": not args.no_gender,
-        "machine": {"processor": platform.processor(), "python": platform.python_version()},
         "results": results,
         "ratio_full_over_opensmile": ratio,
         "ratio_given_alignment_over_opensmile": ratio_given,
@@ -309,7 +269,7 @@ def main() -> None:
         "profile": profiled,
         "opensmile_version": opensmile.__version__,
     }
-    write_text_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,20 @@ python benchmarks/sft_cost.py [--data-root ../shared/data] [--warmup 1] [--steps
     [--paired-rounds 2] [--workers 2] [--threads N] [--quiet-load 0.8] [--quiet-wait 1200]
     [--out benchmarks/results/sft_cost.json]
 
-The recipe's own settings (``recipes/configs/ravdess/sft_{text,tokens}.yaml``, parsed by the recipe's parser:
-smollm2-135m-instruct, LoRA r16 / alpha 32 / dropout 0.05 on q/k/v/o, ``minimal`` template, float32, batch 8,
-``max_length`` 512, no gradient checkpointing) and real RAVDESS training prompts: ``(warmup + steps) * 8``
-clips of actors 01-14, spread over the actors (seeded), so every step sees a new batch. Configurations:
+The recipe's own settings (``recipes/configs/ravdess/sft_{text,tokens}.yaml``, parsed by the recipe's parser,
+:func:`emollm.recipes.sft.make_parser`: smollm2-135m-instruct, LoRA r16 / alpha 32 / dropout 0.05 on q/k/v/o,
+``minimal`` template, float32, batch 8, ``max_length`` 512, no activation checkpointing), the model and the
+examples built as the recipe builds them (:meth:`EmotionLM.from_pretrained` with the config's adapter,
+``normalize`` included; :mod:`emollm.inputs`; :func:`emollm.training.build_examples`), and real RAVDESS
+training prompts: ``(warmup + steps) * 8`` clips of actors 01-14, spread over the actors (seeded), so every
+step sees a new batch. Configurations:
 
 1. **text**: the vowel-level prosody description in the prompt (the normaliser fit on all 840 training
    clips, as the recipe does), LoRA only.
-2. **tokens**: no description; ``prosody_frames`` -> ``mlp`` projector -> K=8 pseudo-tokens at ``<|audio|>``;
-   LoRA + projector. Its prompts are shorter, so this row is *not* a like-for-like comparison.
+2. **tokens**: no description; ``prosody_frames`` -> ``mlp`` projector -> K=8 pseudo-tokens at ``<|audio|>``,
+   the frames z-scored per speaker (``normalize: speaker``, statistics of all 840 training clips, as the
+   recipe does; untimed); LoRA + projector. Its prompts are shorter, so this row is *not* a like-for-like
+   comparison.
 3. **tokens, text length**: the pseudo-token path at exactly configuration 1's lengths: every row is
    configuration 1's tokenised prompt with the K tokens where ``<|audio|>`` sits in configuration 2's prompt
    overwritten by the K slots (L-8 text tokens + 8 slots = L), plus the clip's frames through the projector.
@@ -21,9 +26,10 @@ clips of actors 01-14, spread over the actors (seeded), so every step sees a new
 **Separate processes** (``--rounds``; the order is reversed every other round): each configuration runs in
 a fresh subprocess (so ``ru_maxrss`` is its own peak) that loads the model, wraps it with LoRA
 (``prepare_for_training``) and runs ``EmotionSFTTrainer.train()`` for ``warmup + steps`` optimizer steps
-(no saving, no evaluation). A step's time is the wall time between consecutive ``on_step_end`` callbacks:
-fetching and collating the batch (frames padded, prompts tokenised), building ``inputs_embeds`` (projector
-included), forward, backward, AdamW. The first ``warmup`` steps are dropped. These give s/step and peak RSS.
+(no saving, no evaluation). A step is ``_common.StepTimer``'s, the same as in ``grpo_cost.py``: the wall time
+between consecutive ``on_step_end`` callbacks: fetching and collating the batch (frames padded, prompts
+tokenised), building ``inputs_embeds`` (projector included), forward, backward, AdamW. The first ``warmup``
+steps (at least 1) are dropped. These give s/step and peak RSS.
 
 **Paired** (``--paired-rounds``): configurations 1 and 3 in one process, two trainers side by side, stepped
 batch by batch on the same batches in ABBA order (collate, ``training_step``, clip, AdamW, scheduler).
@@ -38,11 +44,8 @@ every 30 s, at most ``--quiet-wait`` seconds) and records the load average befor
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import platform
-import random
 import resource
 import statistics
 import subprocess
@@ -52,14 +55,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import TrainerCallback
+from _common import StepTimer, rss_mb, spread_subset, wait_until_quiet, warmup_steps, write_result
 
 from emollm.modeling.injection import PSEUDO_TOKEN_ID
 from emollm.training import MultimodalCollator
 from emollm.training.collators import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "recipes" / "sft.py"
 CONFIGS = {
     "text": REPO / "recipes/configs/ravdess/sft_text.yaml",
     "tokens": REPO / "recipes/configs/ravdess/sft_tokens.yaml",
@@ -75,61 +77,29 @@ BATCH = 8
 SEED = 0
 
 
-def load_recipe():
-    """``recipes/sft.py`` as a module (it is a script, not part of the package)."""
-    if "emollm_recipe_sft" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("emollm_recipe_sft", RECIPE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["emollm_recipe_sft"]
-
-
 def parse_recipe(config: Path, output_dir: str, max_steps: int):
     """The recipe's four argument dataclasses for ``config``, with no saving and ``max_steps`` steps."""
+    from emollm.recipes.sft import make_parser
+    from emollm.training.arguments import parse_recipe_args
+
     overrides = ["--output_dir", output_dir, "--max_steps", str(max_steps), "--save_strategy", "no"]
     overrides += ["--logging_steps", "1000000", "--report_to", "none", "--per_device_train_batch_size", "8"]
-    return load_recipe().make_parser().parse_args_and_config(args=["--config", str(config), *overrides])
+    return parse_recipe_args(make_parser(), ["--config", str(config), *overrides])
 
 
-def rss_mb() -> float:
-    """Current resident set size (MB) of this process."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def build_lm(model_args, adapter, route: str):
+    """The recipe's model for ``route``: the base LLM, and the config's audio adapter for a tokens route."""
+    from trl import get_quantization_config
 
+    from emollm.modeling import EmotionLM
+    from emollm.training.arguments import route_has_adapters
+    from emollm.training.models import model_dtype
 
-def wait_until_quiet(threshold: float, max_wait: float) -> dict:
-    """Poll the 1-minute load average every 30 s until it is below ``threshold`` or ``max_wait`` passes."""
-    start = time.monotonic()
-    first = os.getloadavg()
-    while os.getloadavg()[0] >= threshold and time.monotonic() - start < max_wait:
-        print(f"  load average {os.getloadavg()[0]:.2f} >= {threshold}: waiting", file=sys.stderr, flush=True)
-        time.sleep(30)
-    now = os.getloadavg()
-    return {
-        "loadavg_at_request": list(first),
-        "loadavg_at_start": list(now),
-        "waited_s": round(time.monotonic() - start, 1),
-        "quiet": now[0] < threshold,
-    }
-
-
-def spread_subset(utterances: list, count: int, seed: int) -> list:
-    """``count`` clips dealt round-robin over the actors (each actor's clips shuffled with ``seed``)."""
-    rng = random.Random(seed)
-    queues = []
-    for speaker in sorted({u.speaker for u in utterances}):
-        clips = sorted((u for u in utterances if u.speaker == speaker), key=lambda u: u.id)
-        rng.shuffle(clips)
-        queues.append(clips)
-    chosen: list = []
-    while len(chosen) < count and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(queue.pop(0))
-    return chosen
+    adapters = [adapter.to_spec()] if route_has_adapters(route) else []
+    return EmotionLM.from_pretrained(
+        model_args.model_name_or_path, adapters=adapters,
+        dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args),
+    )  # fmt: skip
 
 
 # -- the parent: build the examples once ---------------------------------------------------------------------
@@ -137,38 +107,43 @@ def spread_subset(utterances: list, count: int, seed: int) -> list:
 
 def build_jobs(args) -> dict:
     """Examples of the three configurations (JSON-ready) and facts about them."""
-    from emollm.api import EmotionReasoner
-    from emollm.data import load_corpus
-    from emollm.evaluation.harness import describe_utterances, encode_utterances
-    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM
+    from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, select_utterances
     from emollm.training import build_examples
-
-    script, training, model_args, adapter = parse_recipe(CONFIGS["tokens"], tempfile.gettempdir(), 1)
-    train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
-    clips = spread_subset(train, (args.warmup + args.steps) * BATCH, SEED)
-    model_name = model_args.model_name_or_path
+    from emollm.training.arguments import route_has_prosody
 
     start = time.perf_counter()
-    lm_text = EmotionLM.from_pretrained(model_name)
-    text_reasoner = EmotionReasoner(
-        lm_text, labels="ravdess8", strategy=script.strategy, mode="score", prosody=True,
-        prosody_style=script.prosody_style,
-    )  # fmt: skip
-    # The recipe's normaliser: per-speaker statistics fit on all the training clips (labels never read).
-    descriptions, _ = describe_utterances(text_reasoner, train, todo=clips, workers=args.workers)
-    text_examples = build_examples(clips, text_reasoner, target=script.target, prosody=descriptions)
-    tokenizer = lm_text.tokenizer
-    del lm_text, text_reasoner
-
-    spec = AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)
-    lm_tokens = EmotionLM.from_pretrained(model_name, adapters=[spec])
-    token_reasoner = EmotionReasoner(
-        lm_tokens, labels="ravdess8", strategy=script.strategy, mode="score", prosody=False
-    )
-    frames = encode_utterances(lm_tokens, clips)
-    features = {"audio": {uid: item["audio"] for uid, item in frames.items()}}
-    token_examples = build_examples(clips, token_reasoner, target=script.target, features=features)
+    examples, clips, in_dim = {}, {}, None
+    for name in ("text", "tokens"):
+        script, training, model_args, adapter = parse_recipe(CONFIGS[name], tempfile.gettempdir(), 1)
+        labels, train = select_utterances(
+            script.dataset, script.train_split, labels=script.labels, data_root=args.data_root
+        )
+        clips[name] = spread_subset(train, (args.warmup + args.steps) * BATCH, SEED)
+        lm = build_lm(model_args, adapter, script.route)
+        prompts = PromptBuilder(
+            lm.tokenizer, script.strategy, labels,
+            context_turns=script.context_turns, placeholders=lm.placeholders,
+        )  # fmt: skip
+        descriptions, frames = {}, {}
+        if route_has_prosody(script.route):
+            # The recipe's normaliser: per-speaker statistics of all the training clips (labels never read).
+            descriptions, _, _ = describe_utterances(
+                train, todo=clips[name], style=script.prosody_style, workers=args.workers
+            )
+        if lm.adapters:
+            # The recipe's frames: z-scored per speaker when the config says normalize: speaker (statistics of
+            # all the training clips, labels never read).
+            frames, _ = encode_utterances(lm, train, todo=clips[name])
+            in_dim = lm.encoders["audio"].output_dim
+        examples[name] = build_examples(
+            clips[name], prompts, target=script.target, prosody=descriptions, frames=frames
+        )
+        tokenizer, hidden = lm.tokenizer, lm.model.get_input_embeddings().embedding_dim
+        del lm
     prepare_s = time.perf_counter() - start
+    if [u.id for u in clips["text"]] != [u.id for u in clips["tokens"]]:
+        raise SystemExit("the text and tokens configurations drew different clips: check their datasets")
+    text_examples, token_examples = examples["text"], examples["tokens"]
 
     k = adapter.num_tokens
     text_collator = MultimodalCollator(tokenizer, {}, max_length=training.max_length)
@@ -181,48 +156,37 @@ def build_jobs(args) -> dict:
         prompt_length = next(i for i, t in enumerate(text_labels) if t != IGNORE_INDEX)
         slot = min(slot, prompt_length - k)  # the slots must replace prompt tokens, never the target
         same_examples.append(
-            {**text_ex, "audio_features": token_ex["audio_features"], "slot_start": slot, "num_slots": k}
+            {**text_ex, "audio_frames": token_ex["audio_frames"], "slot_start": slot, "num_slots": k}
         )
         text_lengths.append(len(text_ids))
         token_lengths.append(len(token_ids))
 
     return {
-        "model": model_name,
+        "model": model_args.model_name_or_path,
         "examples": {"text": text_examples, "tokens": token_examples, "tokens_text_length": same_examples},
         "facts": {
-            "clips": [u.id for u in clips],
+            "clips": [u.id for u in clips["text"]],
             "prepare_s": round(prepare_s, 1),
             "row_tokens": {
                 "text": _stats(text_lengths),
                 "tokens": _stats(token_lengths),
                 "tokens_text_length": _stats(text_lengths),
             },
-            "frames_per_clip": _stats([len(ex["audio_features"]) for ex in token_examples]),
+            "frames_per_clip": _stats([len(ex["audio_frames"]) for ex in token_examples]),
+            "frames_normalize": adapter.normalize,
             "example_prompt": {
                 "text": text_examples[0]["prompt"] + text_examples[0]["completion"],
                 "tokens": token_examples[0]["prompt"] + token_examples[0]["completion"],
             },
         },
-        "projector_parameters": projector_parameters(k, hidden=tokenizer_hidden(model_name)),
+        "projector_parameters": projector_parameters(in_dim, hidden, k),
     }
 
 
-def tokenizer_hidden(model_name: str) -> int:
-    """The model's hidden size, from its config (no weights loaded)."""
-    from transformers import AutoConfig
-
-    from emollm.modeling.base import builtin_cache_path
-
-    path = builtin_cache_path(model_name) if not Path(model_name).is_dir() else Path(model_name)
-    return int(AutoConfig.from_pretrained(path).hidden_size)
-
-
-def projector_parameters(num_tokens: int, hidden: int) -> dict:
-    """``num_parameters()`` of every projector for ``prosody_frames`` input at K=``num_tokens``."""
-    from emollm.modeling.encoders import FEATURE_NAMES
+def projector_parameters(in_dim: int, hidden: int, num_tokens: int) -> dict:
+    """``num_parameters()`` of every projector, encoder ``in_dim`` -> ``hidden``, K=``num_tokens``."""
     from emollm.modeling.projectors import PROJECTORS, build_projector
 
-    in_dim = len(FEATURE_NAMES)
     counts = {
         name: build_projector(name, in_dim, hidden, num_tokens=num_tokens).num_parameters()
         for name in PROJECTORS
@@ -250,26 +214,24 @@ def make_trainer(name: str, examples: list[dict], steps: int, callbacks=()):
         ``(trainer, recording collator, parameter counts, model load seconds)``.
     """
     from datasets import Dataset
+    from transformers import set_seed
     from trl import get_peft_config
 
-    from emollm.modeling.base import load_base_model
-    from emollm.modeling.emotion_lm import AdapterSpec, EmotionLM, build_adapters
     from emollm.training import EmotionSFTTrainer, count_parameters
     from emollm.training.sft import prepare_for_training
 
     output_dir = tempfile.mkdtemp(prefix=f"sft_cost_{name}_")
     script, training, model_args, adapter = parse_recipe(CONFIGS[name], output_dir, steps)
-    adapters = []
-    if name != "text":
-        adapters = [AdapterSpec("audio", adapter.encoder, adapter.projector, adapter.num_tokens)]
     training.remove_unused_columns = False
     training.dataset_kwargs = {"skip_prepare_dataset": True}
+    set_seed(training.seed)  # before the projector is initialised, as the recipe does
 
     load_start = time.perf_counter()
-    model, tokenizer = load_base_model(model_args.model_name_or_path)
-    encoders, projectors = build_adapters(adapters, model.get_input_embeddings().embedding_dim)
-    lm = EmotionLM(model, tokenizer, encoders=encoders, projectors=projectors if adapters else None)
-    model = prepare_for_training(lm.model, get_peft_config(model_args))
+    lm = build_lm(model_args, adapter, script.route)
+    tokenizer, adapters = lm.tokenizer, lm.adapters
+    model = prepare_for_training(
+        lm.model, get_peft_config(model_args), gradient_checkpointing=training.activation_checkpointing
+    )
     load_s = time.perf_counter() - load_start
 
     collator_class = SameLengthCollator if name == "tokens_text_length" else MultimodalCollator
@@ -282,6 +244,7 @@ def make_trainer(name: str, examples: list[dict], steps: int, callbacks=()):
         processing_class=tokenizer,
         base_model=model_args.model_name_or_path,
         adapters=adapters,
+        projector_learning_rate=adapter.projector_learning_rate,
         callbacks=list(callbacks),
     )
     trainer.recipe_args = (training, model_args)
@@ -376,22 +339,6 @@ def run_paired(job_path: str, result_path: str, steps: int, threads: int | None)
     Path(result_path).write_text(json.dumps({"step_s": times, "batch_width": widths}))
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step (batch fetch and collation included)."""
-
-    def __init__(self):
-        self.marks: list[float] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.marks = [time.perf_counter()]
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.marks.append(time.perf_counter())
-
-    def durations(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
-
-
 class RecordingCollator:
     """Wraps a collator and keeps every batch's ids, attention mask and utterance ids."""
 
@@ -411,7 +358,7 @@ class RecordingCollator:
 class SameLengthCollator(MultimodalCollator):
     """The tokens route at the text route's length: the text prompt with K tokens overwritten by slots.
 
-    Each example carries the text route's ``prompt``, the clip's ``audio_features``, ``slot_start`` and
+    Each example carries the text route's ``prompt``, the clip's ``audio_frames``, ``slot_start`` and
     ``num_slots``; the row keeps the text route's length, ``num_slots`` of its prompt tokens become slots.
     """
 
@@ -431,7 +378,7 @@ class SameLengthCollator(MultimodalCollator):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
+    parser.add_argument("--warmup", type=warmup_steps, default=1, help="untimed optimizer steps first (>= 1)")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
     parser.add_argument("--rounds", type=int, default=2, help="run the configurations this many times")
     parser.add_argument("--paired-rounds", type=int, default=2, help="paired (1)/(3) processes (0: none)")
@@ -452,10 +399,6 @@ def main() -> None:
         return
 
     import torch
-    import transformers
-    import trl
-
-    from emollm.io import write_text_atomic
 
     job = build_jobs(args)
     runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
@@ -603,20 +546,11 @@ def main() -> None:
     )
 
     report = {
-        "command": " ".join(["python", *sys.argv]),
         "model": model,
         "batch_size": BATCH,
         "warmup_steps": args.warmup,
         "timed_steps": args.steps,
         "rounds": args.rounds,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "trl": trl.__version__,
-        },
         "quiet_load_threshold": args.quiet_load,
         "configurations": rows,
         "same_batches_text_and_tokens_text_length": same_batches,
@@ -628,7 +562,7 @@ def main() -> None:
         "projector_parameters": pp,
         "facts": job["facts"],
     }
-    write_text_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+    write_result(args.out, report)
     print(f"wrote {args.out}")
 
 

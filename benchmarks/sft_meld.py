@@ -32,8 +32,6 @@ and the recipe resumes an interrupted training from its last checkpoint (delete
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -72,21 +70,11 @@ def main() -> None:
     if unknown:
         parser.error(f"--rows: unknown {unknown}; accepted: peer, zero-shot, sft")
 
-    import torch
-
     from emollm.data import load_corpus
 
     train = [u for u in load_corpus("meld", "train", data_root=args.data_root) if u.label is not None]
     dev = [u for u in load_corpus("meld", "dev", data_root=args.data_root) if u.label is not None]
-    facts = {
-        "train": f"MELD train, {len(train)} utterances",
-        "dev": f"MELD dev, {len(dev)} utterances",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    facts = {"train": f"MELD train, {len(train)} utterances", "dev": f"MELD dev, {len(dev)} utterances"}
     results = Results(args.out, facts, overwrite=args.overwrite)
 
     if "peer" in wanted:

@@ -35,8 +35,6 @@ delete its ``<output-root>/ravdess-<route>`` folder.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -73,8 +71,6 @@ def main() -> None:
     if unknown:
         parser.error(f"--rows: unknown {unknown}; accepted: peer, {', '.join(ROUTES)}")
 
-    import torch
-
     from emollm.data import load_corpus
 
     train = [u for u in load_corpus("ravdess", "train", data_root=args.data_root) if u.label is not None]
@@ -82,11 +78,6 @@ def main() -> None:
     facts = {
         "train": f"RAVDESS actors 01-14, {len(train)} clips",
         "dev": f"RAVDESS actors 15-18, {len(dev)} clips",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     results = Results(args.out, facts, overwrite=args.overwrite)
 

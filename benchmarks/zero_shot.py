@@ -27,15 +27,13 @@ does that for generate-mode runs only (they cost ~100x more on a CPU).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 
 import torch
+from _common import write_result
 
 from emollm.evaluation.harness import EvalConfig, evaluate
-from emollm.io import write_text_atomic
 from emollm.modeling import EmotionLM
 
 
@@ -152,11 +150,7 @@ def prosody_effects(rows: list[dict]) -> dict[str, dict]:
 
 
 def _write(args: argparse.Namespace, rows: list[dict], **extra) -> None:
-    facts = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
+    settings = {
         "limit": args.limit,
         "generate_limit": args.generate_limit,
         "max_new_tokens": args.max_new_tokens,
@@ -164,7 +158,7 @@ def _write(args: argparse.Namespace, rows: list[dict], **extra) -> None:
         "dtype": args.dtype,
         "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
     }
-    write_text_atomic(args.out, json.dumps({"facts": facts, "rows": rows, **extra}, indent=2) + "\n")
+    write_result(args.out, {"settings": settings, "rows": rows, **extra})
 
 
 def _table(rows: list[dict]) -> str:
