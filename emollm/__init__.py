@@ -15,7 +15,7 @@ import importlib
 from emollm.errors import AlignmentError, AudioError, ConfigError, DataError, EmollmError, ModelError
 from emollm.labels import LABEL_SETS, get_label_set, normalize_label
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
@@ -35,6 +35,8 @@ _LAZY = {
     "ProsodyNormalizer": "emollm.prosody.normalize",
     "EmotionLM": "emollm.modeling.emotion_lm",
     "AdapterSpec": "emollm.modeling.adapters",
+    "PromptBuilder": "emollm.inputs",
+    "select_utterances": "emollm.inputs",
     "EmotionReasoner": "emollm.api",
     "EmotionPrediction": "emollm.api",
     "EvalConfig": "emollm.evaluation.harness",

@@ -194,9 +194,9 @@ class EmotionReasoner:
             device: ``"cpu"``, ``"cuda"``, ...
             **settings: The keyword arguments of :class:`EmotionReasoner` (``labels``, ``strategy``...).
 
-        A trained checkpoint folder (one with ``emollm_config.json``, from ``recipes/sft.py``) restores the
-        LoRA weights, the adapters and the settings it was trained with (label set, strategy, prosody);
-        ``settings`` given here override the saved ones.
+        A trained checkpoint folder (one with ``emollm_config.json``, from ``emollm sft`` or ``emollm grpo``)
+        restores the LoRA weights, the adapters and the settings it was trained with (label set, strategy,
+        prosody); ``settings`` given here override the saved ones.
         """
         from emollm.modeling.emotion_lm import EmotionLM
 

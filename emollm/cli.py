@@ -195,37 +195,63 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
 
 
 RECIPES = {"sft": "emollm.recipes.sft", "grpo": "emollm.recipes.grpo"}
-"""Subcommands that run a training recipe; the rest of the command line goes to the recipe's own parser."""
+"""Subcommands that run a training recipe. As ``trl sft`` does (TRL 1.16's ``TrainingCommand``), the command
+is registered without options and the rest of the command line goes to the recipe's own ``make_parser`` (a
+``TrlParser``: ``--config`` YAML plus overrides), so ``emollm --help`` does not import TRL."""
 
 
-def _run_recipe(name: str, argv: list[str]) -> int:
+def evaluate_parser(prog: str = "emollm evaluate"):
+    """The options of ``emollm evaluate``: :class:`~emollm.evaluation.harness.EvalConfig`'s fields.
+
+    Built on its own (transformers' ``HfArgumentParser``), so the other commands do not import transformers.
+    """
+    from transformers.hf_argparser import HfArgumentParser
+
+    from emollm.evaluation.harness import EvalConfig
+
+    parser = HfArgumentParser(
+        [EvalConfig],
+        prog=prog,
+        description="Zero-shot (or checkpoint) evaluation over a corpus split; resumable.",
+    )
+    parser.add_argument(
+        "--no-prosody",
+        "--no_prosody",
+        dest="prosody",
+        action="store_false",
+        help="no description in the prompt",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard the output folder's predictions and start again"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _delegated(command: str, argv: list[str]) -> int:
+    """Run a command whose options another parser reads: ``evaluate``, ``sft``, ``grpo``."""
+    if command == "evaluate":
+        _quiet_libraries()
+        return _cmd_evaluate(evaluate_parser().parse_args(argv))
     import importlib
 
-    from emollm.training.arguments import parse_recipe_args
-
-    recipe = importlib.import_module(RECIPES[name])
-    parser = recipe.make_parser()
-    recipe.main(*parse_recipe_args(parser, argv))
-    from accelerate import PartialState
-
-    PartialState().destroy_process_group()  # after success only (see emollm.recipes.sft.cli)
+    importlib.import_module(RECIPES[command]).cli(argv, prog=f"emollm {command}")
     return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``emollm`` command."""
-    from transformers.hf_argparser import HfArgumentParser
+    """The argument parser of the ``emollm`` command.
 
-    from emollm.evaluation.harness import EvalConfig
+    ``evaluate``, ``sft`` and ``grpo`` read their options with parsers of their own (:func:`evaluate_parser`,
+    the recipes' ``make_parser``); here they are only listed.
+    """
     from emollm.labels import LABEL_SETS
     from emollm.modeling.base import BUILTIN_MODELS, DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
         prog="emollm", description="LLM-based emotion recognition and reasoning."
     )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=HfArgumentParser
-    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = sub.add_parser("models", help="list built-in models and what is cached")
     models.add_argument("--json", action="store_true", help="print JSON")
@@ -287,23 +313,11 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)
 
-    evaluate = sub.add_parser(
+    sub.add_parser(
         "evaluate",
-        help="zero-shot (or checkpoint) evaluation over a corpus split; resumable",
-        dataclass_types=[EvalConfig],
+        help="zero-shot (or checkpoint) evaluation over a corpus split; resumable (--help: its options)",
+        add_help=False,
     )
-    evaluate.add_argument(
-        "--no-prosody",
-        "--no_prosody",
-        dest="prosody",
-        action="store_false",
-        help="no description in the prompt",
-    )
-    evaluate.add_argument(
-        "--overwrite", action="store_true", help="discard the output folder's predictions and start again"
-    )
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
-    evaluate.set_defaults(func=_cmd_evaluate)
 
     compare = sub.add_parser(
         "compare", help="paired bootstrap of two evaluation folders: B - A per metric, interval, p-value"
@@ -347,12 +361,11 @@ def make_parser() -> argparse.ArgumentParser:
     prosody.set_defaults(func=_cmd_prosody, quiet=False)
 
     for name, what in (("sft", "supervised fine-tuning"), ("grpo", "GRPO with verifiable rewards")):
-        recipe = sub.add_parser(
+        sub.add_parser(
             name,
             help=f"run the {what} recipe: --config YAML plus overrides (emollm {name} --help lists them)",
             add_help=False,
         )
-        recipe.set_defaults(func=None)
     return parser
 
 
@@ -370,13 +383,11 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emollm`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in RECIPES:  # the recipe parses its own options (--config YAML, --help)
-        command = argv[0]
-        _quiet_libraries()
+    if argv and (argv[0] in RECIPES or argv[0] == "evaluate"):  # options read by their own parser
         try:
-            return _run_recipe(command, argv[1:])
+            return _delegated(argv[0], argv[1:])
         except EmollmError as exc:
-            print(f"emollm {command}: error: {exc}", file=sys.stderr)
+            print(f"emollm {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
     args = make_parser().parse_args(argv)
     if getattr(args, "quiet", True):  # commands that load models; prosody never imports transformers

@@ -14,7 +14,8 @@ build their inputs here, so a prompt made for training is the prompt seen at inf
    chat-formatted prompt (``for_scoring`` adds the answer prefix).
 
 Nothing here mutates a model or a reasoner: fitted statistics are returned to the caller, who decides
-whether to keep them (a recipe saves them with its checkpoint; the harness uses them for one run).
+whether to keep them (the recipes save the frame statistics with their checkpoints and refit the prosody
+normaliser at evaluation, as the harness does for every run).
 
 >>> builder = PromptBuilder(None, "minimal", ["sad", "angry"])
 >>> builder.asks_for_tags
@@ -96,8 +97,13 @@ def select_utterances(
     utterances = [u for u in utterances if u.label is not None]
     if not utterances:
         raise DataError(f"{corpus} split {split!r} has no labelled utterances")
-    if name is None:  # a manifest without a label set: its labels as written, in first-seen order
-        name = list(dict.fromkeys(u.label for u in utterances))
+    if name is None:  # a manifest without a label set: its labels as written, in first-seen order,
+        name = list(get_label_set(list(dict.fromkeys(u.label for u in utterances))).labels)
+        utterances = [  # ... read again through that set, so the gold labels are its (lower-case) labels
+            u
+            for u in load_corpus(corpus, split, data_root=data_root, labels=name, context_turns=context_turns)
+            if u.label is not None
+        ]
     if limit is not None and limit < len(utterances):
         chosen = sorted(random.Random(seed).sample(range(len(utterances)), limit))
         utterances = [utterances[i] for i in chosen]

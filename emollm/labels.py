@@ -338,3 +338,24 @@ def get_label_set(labels: str | LabelSet | Iterable[str]) -> LabelSet:
     if not custom or not all(custom):
         raise ConfigError(f"a custom label set needs non-empty labels, got {list(custom)}")
     return LabelSet("custom", custom)
+
+
+def parse_label_option(value: str | LabelSet | Iterable[str] | None):
+    """A ``--labels`` option as the readers take it: None, a set's name, or comma-separated labels -> a list.
+
+    The option is checked here (an unknown name fails at once); a list or :class:`LabelSet` passes through.
+
+    Raises:
+        ConfigError: an unknown set name, or an empty label in a list.
+
+    >>> parse_label_option("meld7"), parse_label_option("Calm, angry"), parse_label_option(None)
+    ('meld7', ['calm', 'angry'], None)
+    """
+    if value is None or isinstance(value, LabelSet):
+        return value
+    if isinstance(value, str):
+        if "," not in value:
+            get_label_set(value)
+            return value
+        value = value.split(",")
+    return list(get_label_set(list(value)).labels)

@@ -78,10 +78,10 @@ def test_predict_text_output_and_calibrate_override(tmp_path, tiny_model, tiny_t
 
 
 def test_evaluate_options_keep_their_spellings():
-    from emollm.cli import make_parser
+    from emollm.cli import evaluate_parser
 
     def parsed(*extra):
-        return make_parser().parse_args(["evaluate", "--data", "ravdess", *extra])
+        return evaluate_parser().parse_args(["--data", "ravdess", *extra])
 
     args = parsed(
         "--batch-size", "4", "--max_new_tokens", "9", "--length-normalize", "--frame-normalizer", "checkpoint"
@@ -101,3 +101,33 @@ def test_every_bad_evaluate_option_is_one_line_at_once(capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("emollm evaluate: error: EvalConfig: ")
     assert "data is 'nope'" in err and "context is -1" in err and "unknown prompt strategy 'fancy'" in err
+
+
+def test_recipe_commands_fail_in_one_line_and_the_cheap_commands_do_not_import_transformers(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from emollm.cli import main
+
+    assert main(["sft", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"emollm sft: error: --config {tmp_path / 'missing.yaml'}: no such file"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: ravdess\nbf16: false\nno_such_option: 3\n")
+    assert main(["grpo", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emollm grpo: error: ") and "no_such_option" in err and "\n" not in err
+    import torch
+
+    if not torch.cuda.is_available():
+        bad.write_text("dataset: ravdess\nbf16: true\n")  # TrainingArguments' own check, on a CPU
+        assert main(["grpo", "--config", str(bad)]) == 2
+        assert "\n" not in capsys.readouterr().err.strip()
+    code = (
+        "import sys; from emollm.cli import make_parser; make_parser(); print('transformers' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )

@@ -85,7 +85,7 @@ def test_pad_frames_masks_padding_and_survives_empty_inputs():
     assert batch[1, 0].tolist() == [2.0, 2.0] and batch[1, 1:].abs().sum() == 0
     empty, empty_mask = pad_frames([torch.zeros(0, 4)])
     assert empty.shape == (1, 1, 4) and not empty_mask.any()
-    with pytest.raises(ConfigError, match="one feature size"):
+    with pytest.raises(ConfigError, match="one frame size"):
         pad_frames([torch.ones(2, 3), torch.ones(2, 4)])
     with pytest.raises(ConfigError, match="at least one"):
         pad_frames([])

@@ -63,7 +63,7 @@ def test_config_parses_to_its_yaml_and_is_documented(recipe, config):
 
 
 def test_unknown_reward_fails_before_anything_loads(recipe):
-    with pytest.raises(ConfigError, match=r"rewards \['acuracy'\] unknown; accepted: format, label"):
+    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['acuracy'\]; valid names: format, label"):
         parse(
             recipe, config_named("ravdess/grpo_text.yaml"), "--rewards", "format", "acuracy"
         )  # at parse time
@@ -191,16 +191,18 @@ def test_tokens_route_continues_an_sft_checkpoint(recipe, tiny_model_dir, speech
 def test_a_template_without_tags_is_refused_with_the_format_reward(
     recipe, tiny_model_dir, speech_manifest, tmp_path
 ):
-    args = parse(
-        recipe,
-        config_named("ravdess/grpo_text.yaml"),
-        *smoke_overrides(speech_manifest, tiny_model_dir, tmp_path / "run"),
-        *TINY,
-        "--strategy",
-        "minimal",
-    )
-    with pytest.raises(ConfigError, match="does not ask for <think>/<answer>"):
-        recipe.main(*args)
+    with pytest.raises(ConfigError, match="does not ask for <think>/<answer>"):  # at parse time
+        parse(
+            recipe,
+            config_named("ravdess/grpo_text.yaml"),
+            *smoke_overrides(speech_manifest, tiny_model_dir, tmp_path / "run"),
+            *TINY,
+            "--strategy",
+            "minimal",
+        )
+    parse(recipe, config_named("ravdess/grpo_text.yaml"), "--strategy", "minimal", "--rewards", "label")
+    with pytest.raises(ConfigError, match=r"reward\(s\) \['label'\] named twice"):
+        parse(recipe, config_named("ravdess/grpo_text.yaml"), "--rewards", "label", "label")
 
 
 def test_a_projector_only_checkpoint_gets_a_lora_and_a_frozen_llm(

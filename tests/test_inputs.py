@@ -17,8 +17,8 @@ from emollm.inputs import PromptBuilder, describe_utterances, prompt_speaker, se
 pytestmark = pytest.mark.usefixtures("recipe_cache")
 
 
-def text_manifest(tmp_path, rows):
-    path = tmp_path / "m.jsonl"
+def text_manifest(tmp_path, rows, name="m"):
+    path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return f"manifest:{path}"
 
@@ -39,12 +39,24 @@ def test_select_draws_a_seeded_subset_in_corpus_order_and_keeps_labels_as_writte
     ids = [u.id for u in drawn]
     assert ids == [u.id for u in again] and ids != [u.id for u in other]
     assert ids == sorted(ids, key=lambda i: int(i[1:])) and ids != [f"u{i}" for i in range(5)]
+    shouted = text_manifest(
+        tmp_path,
+        [
+            {"id": "a", "transcript": "x", "label": "Frustrated"},
+            {"id": "b", "transcript": "y", "label": "SAD"},
+        ],
+        "shouted",
+    )
+    labels, golds = select_utterances(shouted, "all")
+    assert labels.labels == ("frustrated", "sad") and [u.label for u in golds] == ["frustrated", "sad"]
     named, _ = select_utterances(corpus, "all", labels="ravdess8")
     assert named.name == "ravdess8"
+    listed, kept = select_utterances(corpus, "all", labels=["sad", "calm"])  # angry is not in the set
+    assert listed.labels == ("sad", "calm") and {u.label for u in kept} == {"sad", "calm"}
     with pytest.raises(ConfigError, match="limit must be >= 1"):
         select_utterances(corpus, "all", limit=0)
     with pytest.raises(DataError, match="no labelled utterances"):
-        select_utterances(text_manifest(tmp_path, [{"id": "a", "transcript": "hi"}]), "all")
+        select_utterances(text_manifest(tmp_path, [{"id": "a", "transcript": "hi"}], "empty"), "all")
 
 
 def test_prompt_builder_renders_what_the_reasoner_renders(tiny_tokenizer, tiny_model):

@@ -11,6 +11,7 @@ import enum
 import json
 
 import pytest
+import torch
 import yaml
 from conftest import CONFIGS, REPO, smoke_overrides
 
@@ -217,6 +218,10 @@ def test_every_bad_value_in_a_config_fails_at_parse_time_at_once(recipe, tmp_pat
         "train_limit is 0",
     ):
         assert expected in message, message
+    with pytest.raises(ConfigError, match="target reasoning needs a template that asks for <think>/<answer>"):
+        parse_recipe_args(
+            recipe.make_parser(), ["--config", CONFIGS[0], "--strategy", "minimal", "--target", "reasoning"]
+        )
     # the adapter's dataclass is built after the script's: its own problems are reported together
     bad.write_text(CONFIGS[0].read_text() + "projector: transformer\nnormalize: speakers\nnum_tokens: 0\n")
     with pytest.raises(
@@ -277,6 +282,47 @@ def test_running_a_finished_run_again_trains_no_more(
     assert steps == [] and not (out / "checkpoint-3").exists()
 
 
+def test_a_finished_run_saves_the_weights_of_its_last_checkpoint_again(
+    recipe, tiny_model_dir, speech_manifest, tmp_path
+):
+    from safetensors.torch import load_file
+
+    config = CONFIGS[IDS.index("ravdess/sft_both.yaml")]
+    out = tmp_path / "run"
+    run(recipe, config, tiny_model_dir, speech_manifest, out)
+    names = ("adapter_model.safetensors", "projectors.safetensors")
+    for name in names:
+        (out / name).unlink()  # the rerun must write them from the loaded checkpoint, not keep these
+    run(recipe, config, tiny_model_dir, speech_manifest, out)
+    for name in names:
+        saved, last = load_file(out / name), load_file(out / "checkpoint-2" / name)
+        assert saved.keys() == last.keys() and all(torch.equal(saved[k], last[k]) for k in last), name
+    fresh = load_file(out / "checkpoint-2" / "adapter_model.safetensors")
+    assert any(
+        k.endswith("lora_B.weight") and bool(v.abs().sum()) for k, v in fresh.items()
+    )  # trained, not init
+
+
+def test_loading_lora_weights_of_other_target_modules_is_refused(tiny_model, tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from emollm.errors import ModelError
+    from emollm.training.resume import load_trained_weights
+
+    qv = get_peft_model(copy.deepcopy(tiny_model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    qv.save_pretrained(tmp_path / "qv")
+    qkv = get_peft_model(
+        copy.deepcopy(tiny_model), LoraConfig(r=2, target_modules=["q_proj", "k_proj", "v_proj"])
+    )
+    with pytest.raises(ModelError, match="do not fit this model"):
+        load_trained_weights(qkv, str(tmp_path / "qv"))
+    wider = get_peft_model(copy.deepcopy(tiny_model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with pytest.raises(ModelError, match="do not fit this model"):
+        load_trained_weights(wider, str(tmp_path / "qv"))
+
+
 def test_a_prompt_longer_than_max_length_fails_before_training(
     recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
 ):
@@ -288,3 +334,11 @@ def test_a_prompt_longer_than_max_length_fails_before_training(
     with pytest.raises(ConfigError, match=r"a prompt \(.+\) of \d+ tokens does not fit max_length=64"):
         run(recipe, config, tiny_model_dir, speech_manifest, tmp_path / "run", "--max_length", "64")
     assert built == []  # refused while checking the examples, before a trainer (or an epoch) began
+
+
+def test_sft_refuses_a_checkpoint_as_its_base_model(recipe, tiny_model_dir, speech_manifest, tmp_path):
+    config = CONFIGS[IDS.index("ravdess/sft_text.yaml")]
+    first = tmp_path / "first"
+    run(recipe, config, tiny_model_dir, speech_manifest, first, "--max_steps", "1")
+    with pytest.raises(ConfigError, match="is an emollm checkpoint; SFT starts from a base model"):
+        run(recipe, config, first, speech_manifest, tmp_path / "second")

@@ -30,10 +30,10 @@ evaluated utterances' own audio: per-speaker statistics are unsupervised (labels
 normalisation is done in practice. ``"none"`` describes each utterance relative to itself; a path loads a
 normaliser fitted elsewhere (e.g. on a training split).
 
-**Trained checkpoints.** ``model`` may be a checkpoint folder from ``recipes/sft.py``; a model with adapters
-hears each utterance's audio through its encoder, whose frames are cached on disk like the prosody
-(:func:`emollm.modeling.encoders.encode_cached`). An adapter trained with per-speaker frame normalisation
-(``normalize="speaker"``) gets statistics refit on the evaluated utterances' audio with
+**Trained checkpoints.** ``model`` may be a checkpoint folder from ``emollm sft`` or ``emollm grpo``; a model
+with adapters hears each utterance's audio through its encoder, whose frames are cached on disk like the
+prosody (:func:`emollm.modeling.encoders.encode_cached`). An adapter trained with per-speaker frame
+normalisation (``normalize="speaker"``) gets statistics refit on the evaluated utterances' audio with
 ``frame_normalizer="speaker"`` (the default, like the prosody normaliser; the model passed in is not changed),
 or the checkpoint's training statistics with ``"checkpoint"``, which is what ``predict`` uses for one clip.
 """
@@ -51,7 +51,7 @@ from emollm.evaluation.report import report_markdown, score_rows
 from emollm.evaluation.runs import append_predictions, prepare_run_folder, read_predictions
 from emollm.inputs import NORMALIZERS, describe_utterances, encode_utterances, frames_of, select_utterances
 from emollm.io import write_text_atomic
-from emollm.labels import get_label_set
+from emollm.labels import parse_label_option
 from emollm.modeling.base import DEFAULT_MODEL
 from emollm.prompting import template_path
 
@@ -94,7 +94,7 @@ class EvalConfig:
         default=None,
         metadata={"help": "output folder (default runs/<data>-<split>-<strategy>-<mode>-c<context>)"},
     )
-    labels: str | None = field(
+    labels: str | None = field(  # a list works too, from Python
         default=None,
         metadata={
             "help": "label set: a name (ravdess8, meld7, ...) or comma-separated labels (default: the "
@@ -107,7 +107,7 @@ class EvalConfig:
     prosody: bool | None = field(
         default=None,
         metadata={
-            "help": "describe the voice in the prompt: --prosody, --no-prosody (default: on for acoustic only)",
+            "help": "describe the voice in the prompt: --prosody or --no-prosody (default: acoustic only)",
             "nargs": "?",  # a bare --prosody means true, as for the bool options
             "const": True,
         },
@@ -157,7 +157,9 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None and value < low:
                 problems.append(f"{name} is {value}; it must be >= {low}")
-        if self.normalizer not in NORMALIZERS and not Path(self.normalizer).is_file():
+        if not isinstance(self.normalizer, str) or (
+            self.normalizer not in NORMALIZERS and not Path(self.normalizer).is_file()
+        ):
             problems.append(
                 f"normalizer is {self.normalizer!r}; accepted: speaker, none or the path of a normaliser JSON"
             )
@@ -169,12 +171,11 @@ class EvalConfig:
         check_config(self, problems)
 
     def label_set(self):
-        """``labels`` as :func:`emollm.inputs.select_utterances` takes it (None: the corpus's own)."""
-        if self.labels is None:
-            return None
-        spec = [x.strip() for x in self.labels.split(",")] if "," in self.labels else self.labels
-        get_label_set(spec)  # fails early for an unknown name
-        return spec
+        """``labels`` as :func:`emollm.inputs.select_utterances` takes it (None: the corpus's own).
+
+        A set's name, comma-separated labels on the command line, or a list from Python.
+        """
+        return parse_label_option(self.labels)
 
     def output_dir(self) -> Path:
         """The output folder, named after the run when not given."""

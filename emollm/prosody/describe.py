@@ -130,8 +130,9 @@ def describe_features(
 ) -> str:
     """Normalise then describe: the one path from measured features to the words a prompt shows.
 
-    Used alike by :func:`emollm.describe_prosody`, :class:`emollm.EmotionReasoner`, the evaluation harness,
-    the training recipes and ``emollm prosody``.
+    Used alike by :func:`emollm.describe_prosody`, :class:`emollm.EmotionReasoner`, the evaluation harness
+    and the training recipes; ``emollm prosody`` takes the same two steps apart
+    (:func:`~emollm.prosody.normalize.normalize_features`, then :func:`describe`) to print the reference too.
 
     Args:
         features: ``ProsodyFeatures`` of one utterance.

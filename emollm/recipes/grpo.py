@@ -36,10 +36,12 @@ from emollm.evaluation.bootstrap import compare_runs
 from emollm.evaluation.harness import EvalConfig, evaluate
 from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, label_spec, select_utterances
 from emollm.io import write_text_atomic
+from emollm.labels import parse_label_option
 from emollm.training import count_parameters, prepare_for_training
 from emollm.training.arguments import (
     ROUTES,
     AdapterArguments,
+    asks_for_tags,
     check_recipe_config,
     parse_recipe_args,
     route_has_adapters,
@@ -68,7 +70,12 @@ class ScriptArguments:
         metadata={"help": "cross-domain corpus evaluated before and after, on its label-compatible subset"},
     )
     cross_split: str = field(default="dev", metadata={"help": "split of cross_dataset"})
-    labels: str | None = field(default=None, metadata={"help": "label set (default: the corpus's own)"})
+    labels: str | None = field(
+        default=None,
+        metadata={
+            "help": "label set: a name (ravdess8, meld7...) or comma-separated labels (default: the corpus's)"
+        },
+    )
     route: str = field(default="text", metadata={"help": "text, tokens, both or none", "choices": ROUTES})
     strategy: str = field(
         default="acoustic", metadata={"help": "prompt template; it must ask for <think>/<answer>"}
@@ -89,9 +96,15 @@ class ScriptArguments:
 
     def __post_init__(self):
         problems = check_recipe_config(self)
-        unknown = [name for name in self.rewards if name not in REWARDS]
-        if unknown:
-            problems.append(f"rewards {unknown} unknown; accepted: {', '.join(REWARDS)}")
+        try:
+            get_reward_funcs(self.rewards)  # none, unknown or repeated names
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if "format" in self.rewards and asks_for_tags(self.strategy) is False:
+            problems.append(
+                f"strategy {self.strategy!r} does not ask for <think>/<answer>, so the format reward can "
+                "never be earned; use acoustic or cot"
+            )
         if self.cross_dataset is not None and self.cross_dataset.split(":", 1)[0] not in (
             "ravdess", "meld", "iemocap", "manifest",
         ):  # fmt: skip
@@ -113,7 +126,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
 
     # 2. Data
     labels, train = select_utterances(
-        script_args.dataset, script_args.train_split, labels=script_args.labels,
+        script_args.dataset, script_args.train_split, labels=parse_label_option(script_args.labels),
         limit=script_args.train_limit, seed=training_args.seed, data_root=script_args.data_root,
     )  # fmt: skip
 
@@ -132,11 +145,6 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         lm.tokenizer, script_args.strategy, labels,
         context_turns=script_args.context_turns, placeholders=lm.placeholders,
     )  # fmt: skip
-    if "format" in script_args.rewards and not prompts.asks_for_tags:
-        raise ConfigError(
-            f"strategy {script_args.strategy!r} does not ask for <think>/<answer>, so the format reward can "
-            f"never be earned; use acoustic or cot"
-        )
 
     # 4. What the model is shown: prosody descriptions and/or encoder frames (cached on disk); a
     #    checkpoint's frame statistics are kept (its projector learnt with them), a fresh adapter's fitted
@@ -247,7 +255,6 @@ def run_evaluation(lm, script_args, training_args, labels, data, split, output, 
 
     It scores on the training label set: cross-domain golds are mapped into it, unmappable ones dropped.
     """
-    spec = label_spec(labels)
     config = EvalConfig(
         data=data,
         split=split,
@@ -256,7 +263,7 @@ def run_evaluation(lm, script_args, training_args, labels, data, split, output, 
         context=script_args.context_turns,
         model=model_name,
         output=str(output),
-        labels=spec if isinstance(spec, str) else ",".join(spec),
+        labels=label_spec(labels),
         limit=script_args.eval_limit,
         data_root=script_args.data_root,
         prosody=route_has_prosody(script_args.route),
@@ -307,17 +314,19 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def make_parser(subparsers=None):
-    """The TRL argument parser of this recipe (YAML via ``--config``, any field overridable on the CLI)."""
+def make_parser(prog: str | None = None):
+    """The TRL argument parser of this recipe (YAML via ``--config``, any field overridable on the CLI).
+
+    As TRL's scripts do (``trl/scripts/grpo.py``): ``emollm grpo`` registers the command and hands the rest
+    of the command line to this parser.
+    """
     dataclass_types = (ScriptArguments, GRPOConfig, ModelConfig, AdapterArguments)
-    if subparsers is not None:
-        return subparsers.add_parser("grpo", help="Run the GRPO recipe", dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types, prog="emollm grpo", description=__doc__.split("\n\n")[0])
+    return TrlParser(dataclass_types, prog=prog, description=__doc__.split("\n\n")[0])
 
 
-def cli(args: list[str] | None = None) -> None:
+def cli(args: list[str] | None = None, prog: str | None = None) -> None:
     """``emollm grpo`` and ``python recipes/grpo.py``: parse (``args`` or ``sys.argv``), run, tear down."""
-    main(*parse_recipe_args(make_parser(), args))
+    main(*parse_recipe_args(make_parser(prog), args))
     PartialState().destroy_process_group()  # a clean exit under accelerate launch (see emollm.recipes.sft)
 
 

@@ -32,14 +32,16 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, TrlParser, get_peft_config, get_quantization_config
 
-from emollm.errors import check_config
+from emollm.errors import ConfigError, check_config
 from emollm.evaluation.harness import EvalConfig, evaluate
 from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, label_spec, select_utterances
-from emollm.modeling import EmotionLM
+from emollm.labels import parse_label_option
+from emollm.modeling import EmotionLM, is_checkpoint
 from emollm.training import EmotionSFTTrainer, MultimodalCollator, build_examples, count_parameters
 from emollm.training.arguments import (
     ROUTES,
     AdapterArguments,
+    asks_for_tags,
     check_recipe_config,
     parse_recipe_args,
     route_has_adapters,
@@ -62,7 +64,12 @@ class ScriptArguments:
     eval_split: str | None = field(
         default="dev", metadata={"help": "split to evaluate at the end (None: skip)"}
     )
-    labels: str | None = field(default=None, metadata={"help": "label set (default: the corpus's own)"})
+    labels: str | None = field(
+        default=None,
+        metadata={
+            "help": "label set: a name (ravdess8, meld7...) or comma-separated labels (default: the corpus's)"
+        },
+    )
     route: str = field(default="both", metadata={"help": "text, tokens, both or none", "choices": ROUTES})
     strategy: str = field(
         default="acoustic", metadata={"help": "prompt template: minimal, acoustic, cot, path"}
@@ -91,18 +98,29 @@ class ScriptArguments:
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
     def __post_init__(self):
-        check_config(self, check_recipe_config(self))
+        problems = check_recipe_config(self)
+        if self.target == "reasoning" and asks_for_tags(self.strategy) is False:
+            problems.append(
+                f"target reasoning needs a template that asks for <think>/<answer> (acoustic or cot); "
+                f"{self.strategy!r} asks for the label only"
+            )
+        check_config(self, problems)
 
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, adapter_args):
     """Run the recipe: the four dataclasses as :func:`make_parser` parses them."""
+    if is_checkpoint(model_args.model_name_or_path):
+        raise ConfigError(
+            f"{model_args.model_name_or_path!r} is an emollm checkpoint; SFT starts from a base model (the "
+            "checkpoint's emollm_config.json names its own), and GRPO continues a checkpoint (emollm grpo)"
+        )
     training_args.remove_unused_columns = False  # the collator needs the prompt, completion and frames
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}  # ... and tokenises them itself
     set_seed(training_args.seed)  # before any projector is initialised
 
     # 1. Data: the labelled training utterances (a seeded draw of train_limit of them)
     labels, train = select_utterances(
-        script_args.dataset, script_args.train_split, labels=script_args.labels,
+        script_args.dataset, script_args.train_split, labels=parse_label_option(script_args.labels),
         limit=script_args.train_limit, seed=training_args.seed, data_root=script_args.data_root,
     )  # fmt: skip
     logger.warning(
@@ -181,7 +199,6 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             "text route's reasoning checkpoint scored one class only); --eval_mode generate measures "
             "what it was trained to do (the GRPO recipe evaluates in generate mode)"
         )
-    spec = label_spec(labels)
     config = EvalConfig(
         data=script_args.dataset,
         split=script_args.eval_split,
@@ -190,7 +207,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         context=script_args.context_turns,
         model=training_args.output_dir,
         output=str(Path(training_args.output_dir) / f"eval-{script_args.eval_split}"),
-        labels=spec if isinstance(spec, str) else ",".join(spec),  # the training label set
+        labels=label_spec(labels),  # the training label set
         limit=script_args.eval_limit,
         data_root=script_args.data_root,
         prosody=route_has_prosody(script_args.route),
@@ -202,17 +219,19 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     print((Path(config.output) / "report.md").read_text(encoding="utf-8"))
 
 
-def make_parser(subparsers=None):
-    """The TRL argument parser of this recipe (YAML via ``--config``, any field overridable on the CLI)."""
+def make_parser(prog: str | None = None):
+    """The TRL argument parser of this recipe (YAML via ``--config``, any field overridable on the CLI).
+
+    As TRL's scripts do (``trl/scripts/sft.py``): ``emollm sft`` registers the command and hands the rest
+    of the command line to this parser.
+    """
     dataclass_types = (ScriptArguments, SFTConfig, ModelConfig, AdapterArguments)
-    if subparsers is not None:
-        return subparsers.add_parser("sft", help="Run the SFT recipe", dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types, prog="emollm sft", description=__doc__.split("\n\n")[0])
+    return TrlParser(dataclass_types, prog=prog, description=__doc__.split("\n\n")[0])
 
 
-def cli(args: list[str] | None = None) -> None:
+def cli(args: list[str] | None = None, prog: str | None = None) -> None:
     """``emollm sft`` and ``python recipes/sft.py``: parse (``args`` or ``sys.argv``), run, tear down."""
-    main(*parse_recipe_args(make_parser(), args))
+    main(*parse_recipe_args(make_parser(prog), args))
     # Under accelerate launch, gloo's worker threads can abort the interpreter's exit (SIGABRT) unless the
     # process group is destroyed while Python is still alive; a no-op in a single process. Only after
     # success: after an error the traceback comes first, and tearing down NCCL then could hang on peers.

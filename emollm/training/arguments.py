@@ -110,18 +110,30 @@ def check_recipe_config(script_args) -> list[str]:
             problems.append(f"{name} is {value}; it must be >= 1")
     if script_args.context_turns < 0:
         problems.append(f"context_turns is {script_args.context_turns}; it must be >= 0")
-    from emollm.labels import get_label_set
+    from emollm.labels import parse_label_option
     from emollm.prompting import template_path
 
-    checks = [lambda: template_path(script_args.strategy)]
-    if script_args.labels is not None:
-        checks.append(lambda: get_label_set(script_args.labels))
+    checks = [lambda: template_path(script_args.strategy), lambda: parse_label_option(script_args.labels)]
     for check in checks:
         try:
             check()
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
+
+
+def asks_for_tags(strategy: str) -> bool | None:
+    """Whether template ``strategy`` asks for ``<think>``/``<answer>``; None when it cannot be read.
+
+    >>> asks_for_tags("cot"), asks_for_tags("minimal"), asks_for_tags("no-such-template")
+    (True, False, None)
+    """
+    from emollm.inputs import PromptBuilder
+
+    try:
+        return PromptBuilder(None, strategy, ["x"]).asks_for_tags
+    except ConfigError:
+        return None  # reported by check_recipe_config
 
 
 def parse_recipe_args(parser, args: list | None = None):
@@ -136,6 +148,7 @@ def parse_recipe_args(parser, args: list | None = None):
     """
     argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
     names = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    path = None
     if "config" in names:
         at = next(i for i, a in enumerate(argv) if a.split("=")[0] == "--config")
         path = argv[at].split("=", 1)[1] if "=" in argv[at] else argv[at + 1] if at + 1 < len(argv) else None
@@ -149,4 +162,14 @@ def parse_recipe_args(parser, args: list | None = None):
             f"activation_checkpointing is set, as every emollm config sets it; use {', '.join(new)} "
             f"(--{new[0]} on the command line)"
         )
-    return parser.parse_args_and_config(args=argv)
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except ConfigError:
+        raise
+    except (
+        ValueError,
+        OSError,
+    ) as exc:  # TRL/transformers' own checks: an unknown YAML key, bf16 on a CPU...
+        raise ConfigError(str(exc)) from exc

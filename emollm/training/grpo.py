@@ -1,6 +1,6 @@
 """GRPO with verifiable emotion rewards, for prosody-as-text and for audio pseudo-tokens.
 
-The recipe (``recipes/grpo.py``) reads top to bottom; the pieces it uses live here:
+The recipe (:mod:`emollm.recipes.grpo`, ``emollm grpo``) reads top to bottom; the pieces it uses live here:
 
 - :func:`build_grpo_examples`: one row per utterance: ``prompt`` (rendered exactly as at inference,
   placeholders included), ``label`` and ``label_set`` (read by :mod:`emollm.training.rewards`),

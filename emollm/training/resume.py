@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from emollm.errors import ConfigError
+from emollm.errors import ConfigError, ModelError
 from emollm.modeling.adapters import AdapterSpec, get_projectors
 from emollm.modeling.checkpoint import load_projector_weights, read_checkpoint_config, save_checkpoint
 
@@ -29,10 +29,10 @@ class EmollmCheckpointMixin:
 
     Args:
         base_model: Name or path of the base LLM, recorded in the checkpoint.
-        adapters: The :class:`~emollm.modeling.emotion_lm.AdapterSpec` list, recorded in the checkpoint.
+        adapters: The :class:`~emollm.modeling.adapters.AdapterSpec` list, recorded in the checkpoint.
         reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
         frame_normalizers: modality -> per-speaker frame statistics fitted on the training clips (see
-            :meth:`emollm.modeling.EmotionLM.fit_frame_normalizers`), recorded in the checkpoint.
+            :func:`emollm.inputs.encode_utterances`), recorded in the checkpoint.
     """
 
     def __init__(
@@ -106,18 +106,30 @@ def check_resumable(checkpoint: str, adapters: Sequence[AdapterSpec]) -> None:
 def load_trained_weights(model, checkpoint: str) -> None:
     """Load what training moves, the LoRA weights and the projectors, from ``checkpoint`` into ``model``.
 
-    The base weights and encoders are frozen in every emollm run, so these are all a checkpoint adds.
-    Public PEFT calls only (``load_peft_weights``, ``set_peft_model_state_dict``).
+    The base weights and encoders are frozen in every emollm run, so these are all a checkpoint adds. Only
+    public PEFT calls (``load_peft_weights``, ``set_peft_model_state_dict``), into the active adapter.
+
+    Raises:
+        ModelError: the checkpoint's LoRA weights do not fit the model (another rank, or target modules the
+            checkpoint lacks or the model lacks).
     """
     from peft import PeftModel, set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
     if isinstance(model, PeftModel):
-        result = set_peft_model_state_dict(model, load_peft_weights(checkpoint))
-        unexpected = getattr(result, "unexpected_keys", None)
-        if unexpected:
-            raise ConfigError(
-                f"{checkpoint} holds LoRA weights this model has no place for: {unexpected[:3]}"
+        try:
+            result = set_peft_model_state_dict(
+                model, load_peft_weights(checkpoint), adapter_name=model.active_adapter
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"the LoRA weights in {checkpoint} do not fit this model: {exc}") from exc
+        unexpected = list(getattr(result, "unexpected_keys", None) or [])
+        missing = [k for k in getattr(result, "missing_keys", None) or [] if "lora_" in k]
+        if unexpected or missing:
+            raise ModelError(
+                f"the LoRA weights in {checkpoint} do not fit this model (other target modules?): "
+                f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:2]})"
             )
     projectors = get_projectors(model)
     if projectors is not None:

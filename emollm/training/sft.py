@@ -1,6 +1,6 @@
 """Supervised fine-tuning pieces: targets, examples, the model to train and the trainer.
 
-The recipe (``recipes/sft.py``) reads top to bottom; the logic it uses lives here:
+The recipe (:mod:`emollm.recipes.sft`, ``emollm sft``) reads top to bottom; the logic it uses lives here:
 
 - :func:`make_completion` / :func:`template_rationale`: the target text of an example. ``target="label"``
   trains the label alone (wrapped in ``<answer>`` tags when the template asks for them, which is where score

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from emollm.errors import ConfigError
-from emollm.modeling.encoders.cache import FEATURES_VERSION, encode_cached, frames_cache_key
+from emollm.modeling.encoders.cache import FRAMES_VERSION, encode_cached, frames_cache_key
 from emollm.modeling.encoders.hf_audio import HFAudioEncoder
 from emollm.modeling.encoders.prosody_frames import (
     FEATURE_CLIP,
@@ -49,7 +49,7 @@ from emollm.modeling.encoders.vision import VisionFrameEncoder, read_video_frame
 
 __all__ = [
     "ENCODERS",
-    "FEATURES_VERSION",
+    "FRAMES_VERSION",
     "FEATURE_CLIP",
     "FEATURE_NAMES",
     "FEATURE_SCALING",
@@ -89,8 +89,8 @@ def build_encoder(name: str, **kwargs) -> torch.nn.Module:
         raise ConfigError(f"bad settings for encoder {name!r}: {exc}") from exc
 
 
-def pad_frames(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(T_i, D)`` feature tensors into a zero-padded ``(B, T_max, D)`` batch and its mask.
+def pad_frames(frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(T_i, D)`` frame tensors into a zero-padded ``(B, T_max, D)`` batch and its mask.
 
     A zero-length input (``(0, D)``) gets no real frame: its row is all zeros with an all-False mask, and
     ``T_max`` is at least 1 so the batch is never empty along time (the projectors treat such a row as one
@@ -101,20 +101,20 @@ def pad_frames(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
         real frames.
 
     Raises:
-        ConfigError: no features, a tensor that is not 2-D, or differing feature sizes.
+        ConfigError: no frames, a tensor that is not 2-D, or differing frame sizes.
 
     >>> batch, mask = pad_frames([torch.ones(3, 2), torch.ones(0, 2)])
     >>> tuple(batch.shape), mask.tolist()
     ((2, 3, 2), [[True, True, True], [False, False, False]])
     """
-    tensors = [torch.as_tensor(f) for f in features]
+    tensors = [torch.as_tensor(f) for f in frames]
     if not tensors:
-        raise ConfigError("pad_frames needs at least one feature tensor, got none")
+        raise ConfigError("pad_frames needs at least one frame tensor, got none")
     bad = [tuple(t.shape) for t in tensors if t.ndim != 2]
     sizes = {int(t.shape[1]) for t in tensors if t.ndim == 2}
     if bad or len(sizes) != 1:
         raise ConfigError(
-            f"pad_frames needs 2-D (frames, dim) tensors of one feature size, got shapes "
+            f"pad_frames needs 2-D (frames, dim) tensors of one frame size, got shapes "
             f"{[tuple(t.shape) for t in tensors]}"
         )
     lengths = [int(t.shape[0]) for t in tensors]

@@ -14,7 +14,7 @@ from emollm.audio import Audio
 from emollm.errors import ConfigError, DataError
 from emollm.modeling.encoders.common import _as_list
 
-FEATURES_VERSION = 1
+FRAMES_VERSION = 1
 """Part of every cache key of :func:`encode_cached`; bump it when an encoder's output changes."""
 
 
@@ -66,7 +66,7 @@ def frames_cache_key(encoder, item=None, key: str | None = None) -> str:
         digest.update(f"key:{key}".encode())
     else:
         _hash_content(item, digest)
-    setup = {"encoder": encoder.name, "settings": encoder.settings(), "version": FEATURES_VERSION}
+    setup = {"encoder": encoder.name, "settings": encoder.settings(), "version": FRAMES_VERSION}
     digest.update(json.dumps(setup, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -96,7 +96,7 @@ def encode_cached(
 
     An input's file is ``cache_dir/<encoder name>/<key>.safetensors``, ``key`` being
     :func:`frames_cache_key`: a hash of the input's content (file, folder, array or image bytes, not its
-    path), the encoder's name and ``settings()``, and :data:`FEATURES_VERSION`. Changing any of them misses
+    path), the encoder's name and ``settings()``, and :data:`FRAMES_VERSION`. Changing any of them misses
     the cache. Inputs are encoded one at a time and each file is written atomically (temporary file, then
     ``os.replace``), so an interrupted run keeps what it finished and never leaves half a file. A model folder
     is identified by its path: after replacing the weights at the same path, clear the cache.
@@ -138,7 +138,7 @@ def encode_cached(
     metadata = {
         "encoder": encoder.name,
         "settings": json.dumps(encoder.settings()),
-        "version": str(FEATURES_VERSION),
+        "version": str(FRAMES_VERSION),
     }
     out = []
     for i, item in enumerate(
@@ -146,10 +146,10 @@ def encode_cached(
     ):
         key = frames_cache_key(encoder, item, None if keys is None else str(keys[i]))
         path = folder / f"{key}.safetensors"
-        features = _load_cached(path, encoder)
-        if features is None:
-            features = encoder.encode([item])[0]
-            with atomic_path(path) as tmp:
-                save_file({"features": features.contiguous()}, str(tmp), metadata=metadata)
-        out.append(features)
+        frames = _load_cached(path, encoder)
+        if frames is None:
+            frames = encoder.encode([item])[0]
+            with atomic_path(path) as tmp:  # the tensor's key stays "features": the files cached so far
+                save_file({"features": frames.contiguous()}, str(tmp), metadata=metadata)
+        out.append(frames)
     return out
