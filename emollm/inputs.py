@@ -282,9 +282,14 @@ def encode_utterances(
         # per-speaker statistics need every utterance's frames; otherwise only those asked for
         refitting = refit and lm.normalizes(modality)
         needed = [u for u in utterances if u.id in wanted or refitting]
+        encoder = lm.encoders[modality]
+        with_words = getattr(encoder, "takes_transcript", False)  # vowel-level encoders align the words
         raw = encode_cached(
-            lm.encoders[modality],
-            [u.audio_path for u in needed],
+            encoder,
+            [
+                {"audio": u.audio_path, "transcript": u.transcript} if with_words else u.audio_path
+                for u in needed
+            ],
             cache_dir=cache_dir() / "features",
             progress=progress,
         )

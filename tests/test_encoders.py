@@ -65,8 +65,8 @@ def assert_rebuilds(encoder, inputs):
 
 
 def test_registry_lists_valid_names_on_unknown_name():
-    assert set(ENCODERS) == {"prosody_frames", "hf_audio", "vision_frames"}
-    with pytest.raises(ConfigError, match="prosody_frames, hf_audio, vision_frames"):
+    assert set(ENCODERS) == {"prosody_frames", "prosody_functionals", "hf_audio", "vision_frames"}
+    with pytest.raises(ConfigError, match="prosody_frames, prosody_functionals, hf_audio, vision_frames"):
         build_encoder("wav2vec")
     with pytest.raises(ConfigError, match="bad settings"):
         build_encoder("prosody_frames", frames_per_second=25)

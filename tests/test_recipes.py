@@ -89,6 +89,11 @@ def test_config_opens_with_its_command_and_is_documented(config):
     assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
 
 
+def test_none_on_the_command_line_means_none(recipe):
+    script, *_ = parse(recipe, CONFIGS[0], "--eval_split", "none", "--labels", "None")
+    assert script.eval_split is None and script.labels is None
+
+
 def test_overrides_win_over_the_yaml(recipe):
     script, training, _, adapter = parse(
         recipe, CONFIGS[0], "--route", "text", "--max_steps", "7", "--num_tokens", "3", "--output_dir", "x"
@@ -199,7 +204,7 @@ def test_every_bad_value_in_a_config_fails_at_parse_time_at_once(recipe, tmp_pat
         raise AssertionError("nothing may be extracted or loaded before the config is checked")
 
     monkeypatch.setattr(emollm.inputs, "describe_utterances", no_work)
-    monkeypatch.setattr(recipe.EmotionLM, "from_pretrained", no_work)
+    monkeypatch.setattr(recipe, "load_policy", no_work)
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         CONFIGS[0].read_text()
@@ -336,9 +341,41 @@ def test_a_prompt_longer_than_max_length_fails_before_training(
     assert built == []  # refused while checking the examples, before a trainer (or an epoch) began
 
 
-def test_sft_refuses_a_checkpoint_as_its_base_model(recipe, tiny_model_dir, speech_manifest, tmp_path):
-    config = CONFIGS[IDS.index("ravdess/sft_text.yaml")]
-    first = tmp_path / "first"
-    run(recipe, config, tiny_model_dir, speech_manifest, first, "--max_steps", "1")
-    with pytest.raises(ConfigError, match="is an emollm checkpoint; SFT starts from a base model"):
-        run(recipe, config, first, speech_manifest, tmp_path / "second")
+def test_projector_alignment_then_lora_the_first_stage_loads_into_the_second(
+    recipe, tiny_model_dir, speech_manifest, tmp_path
+):
+    """Stage 1 (--use_peft false): only the projector moves; stage 2 from its checkpoint adds LoRA and goes on
+    training that projector (LLaVA's two stages)."""
+    from safetensors.torch import load_file
+
+    config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
+    stage1, stage2 = tmp_path / "align", tmp_path / "full"
+    run(
+        recipe,
+        config,
+        tiny_model_dir,
+        speech_manifest,
+        stage1,
+        "--use_peft",
+        "false",
+        "--projector_learning_rate",
+        "1e-2",
+    )
+    aligned = json.loads((stage1 / "emollm_config.json").read_text())
+    assert not aligned["lora"] and not (stage1 / "adapter_model.safetensors").exists()
+    first, moved = (load_file(stage1 / f"checkpoint-{n}" / "projectors.safetensors") for n in (1, 2))
+    assert any(not torch.equal(first[k], moved[k]) for k in moved)  # the projector trained
+    base, saved = load_file(tiny_model_dir / "model.safetensors"), load_file(stage1 / "model.safetensors")
+    shared = [k for k in base if k in saved]
+    assert shared and all(torch.equal(base[k], saved[k]) for k in shared)  # the LLM did not move
+
+    run(recipe, config, stage1, speech_manifest, stage2)  # model_name_or_path: the stage-1 checkpoint
+    full = json.loads((stage2 / "emollm_config.json").read_text())
+    assert full["lora"] and full["base_model"] == str(tiny_model_dir)  # the base model, not the checkpoint
+    assert full["frame_normalizers"] == aligned["frame_normalizers"]  # kept from stage 1
+    lora = load_file(stage2 / "adapter_model.safetensors")
+    assert any(k.endswith("lora_B.weight") and bool(v.abs().sum()) for k, v in lora.items())  # LoRA moved
+    continued = load_file(stage2 / "projectors.safetensors")
+    for name, value in moved.items():  # stage 2 started from stage 1's projector, and trained it further
+        torch.testing.assert_close(continued[name], value, atol=5e-3, rtol=0)
+    assert any(not torch.equal(continued[k], moved[k]) for k in moved)

@@ -72,32 +72,36 @@ class FrameNormalizer:
         widths = {int(f.shape[1]) for f in frames}
         if len(widths) != 1:
             raise ConfigError(f"clips have different feature widths {sorted(widths)}; one encoder per fit")
-        # running sums in float64, per speaker and overall (no copy of all frames in memory)
+        # running sums in float64, per speaker and overall (no copy of all frames in memory); NaN values
+        # (undefined measures) are left out, so each column counts its own finite values
         sums: dict[str | None, list] = {}
         for clip, speaker in zip(frames, speakers):
             clip = clip.detach().double()
+            finite = torch.isfinite(clip)
+            clip = torch.where(finite, clip, 0.0)
             for key in (None, speaker) if speaker is not None else (None,):
-                total = sums.setdefault(None if key is None else str(key), [0, 0, 0.0, 0.0])
+                total = sums.setdefault(None if key is None else str(key), [0, 0.0, 0.0, 0.0])
                 total[0] += 1
-                total[1] += clip.shape[0]
+                total[1] = total[1] + finite.sum(0)
                 total[2] = total[2] + clip.sum(0)
                 total[3] = total[3] + (clip * clip).sum(0)
 
         def mean_std(count, total, squares):
+            count = count.clamp_min(1)
             mean = total / count
-            variance = (squares - count * mean * mean).clamp_min(0) / (count - 1)
+            variance = (squares - count * mean * mean).clamp_min(0) / (count - 1).clamp_min(1)
             return mean, variance.sqrt()
 
         clips, count, total, squares = sums[None]
-        if count < 2:
-            raise ConfigError("cannot fit a frame normaliser on fewer than 2 frames")
+        if count.min() < 2:
+            raise ConfigError("cannot fit a frame normaliser on fewer than 2 frames (with a finite value)")
         corpus_mean, corpus_std = mean_std(count, total, squares)
         corpus_std = corpus_std.clamp_min(1e-8)
         stats = {}
         for speaker, (clips, count, total, squares) in sorted(
             (k, v) for k, v in sums.items() if k is not None
         ):
-            if clips < min_clips or count < 2:
+            if clips < min_clips or count.min() < 2:
                 continue
             mean, std = mean_std(count, total, squares)
             stats[speaker] = (mean.tolist(), torch.maximum(std, MIN_STD_RATIO * corpus_std).tolist())
@@ -109,7 +113,10 @@ class FrameNormalizer:
         return len(self.corpus[0])
 
     def __call__(self, frames: torch.Tensor, speaker: str | None = None) -> torch.Tensor:
-        """``(frames - mean) / std`` with the speaker's statistics, or the corpus's for an unknown speaker."""
+        """``(frames - mean) / std`` with the speaker's statistics, or the corpus's for an unknown speaker.
+
+        NaN (an undefined measure) stays NaN; the projectors read it as 0, the speaker's mean.
+        """
         if frames.shape[-1] != self.dim:
             raise ConfigError(
                 f"frames have {frames.shape[-1]} features; the normaliser was fitted on {self.dim}"

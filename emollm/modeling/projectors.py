@@ -65,7 +65,8 @@ def _prepare(projector: nn.Module, features: torch.Tensor, mask: torch.Tensor | 
     if frames == 0:
         features = features.new_zeros(batch, 1, projector.in_dim)
         mask = torch.ones(batch, 1, dtype=torch.bool, device=features.device)
-    features = features.masked_fill(~mask.unsqueeze(-1), 0.0)
+    # padding and undefined values (NaN, e.g. a functional without a voiced vowel) read as 0
+    features = torch.nan_to_num(features, nan=0.0).masked_fill(~mask.unsqueeze(-1), 0.0)
     empty = ~mask.any(dim=1)
     if empty.any():
         mask = mask.clone()

@@ -95,6 +95,13 @@ class ScriptArguments:
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
     def __post_init__(self):
+        for name in (
+            "eval_split",
+            "cross_dataset",
+            "labels",
+        ):  # "--eval_split none" on the command line means None, as in YAML
+            if str(getattr(self, name)).lower() in ("none", "null", ""):
+                setattr(self, name, None)
         problems = check_recipe_config(self)
         try:
             get_reward_funcs(self.rewards)  # none, unknown or repeated names

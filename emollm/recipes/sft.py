@@ -32,11 +32,11 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, TrlParser, get_peft_config, get_quantization_config
 
-from emollm.errors import ConfigError, check_config
+from emollm.errors import check_config
 from emollm.evaluation.harness import EvalConfig, evaluate
 from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, label_spec, select_utterances
 from emollm.labels import parse_label_option
-from emollm.modeling import EmotionLM, is_checkpoint
+from emollm.modeling import is_checkpoint
 from emollm.training import EmotionSFTTrainer, MultimodalCollator, build_examples, count_parameters
 from emollm.training.arguments import (
     ROUTES,
@@ -47,7 +47,7 @@ from emollm.training.arguments import (
     route_has_adapters,
     route_has_prosody,
 )
-from emollm.training.models import model_dtype
+from emollm.training.models import checkpoint_adapters, load_policy, model_dtype
 from emollm.training.resume import check_resumable, last_checkpoint, train_or_resume
 from emollm.training.sft import TARGETS, prepare_for_training
 
@@ -98,6 +98,12 @@ class ScriptArguments:
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
     def __post_init__(self):
+        for name in (
+            "eval_split",
+            "labels",
+        ):  # "--eval_split none" on the command line means None, as in YAML
+            if str(getattr(self, name)).lower() in ("none", "null", ""):
+                setattr(self, name, None)
         problems = check_recipe_config(self)
         if self.target == "reasoning" and asks_for_tags(self.strategy) is False:
             problems.append(
@@ -109,11 +115,6 @@ class ScriptArguments:
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, adapter_args):
     """Run the recipe: the four dataclasses as :func:`make_parser` parses them."""
-    if is_checkpoint(model_args.model_name_or_path):
-        raise ConfigError(
-            f"{model_args.model_name_or_path!r} is an emollm checkpoint; SFT starts from a base model (the "
-            "checkpoint's emollm_config.json names its own), and GRPO continues a checkpoint (emollm grpo)"
-        )
     training_args.remove_unused_columns = False  # the collator needs the prompt, completion and frames
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}  # ... and tokenises them itself
     set_seed(training_args.seed)  # before any projector is initialised
@@ -127,15 +128,18 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         "training on %d utterances of %s/%s", len(train), script_args.dataset, script_args.train_split
     )
 
-    # 2. Model: the base LLM (4-bit for QLoRA if asked) and, for the tokens routes, the audio adapter
-    adapters = [adapter_args.to_spec()] if route_has_adapters(script_args.route) else []
+    # 2. Model: the base LLM (4-bit for QLoRA if asked) with, for the tokens routes, a fresh audio adapter;
+    #    or an emollm checkpoint to continue, e.g. the projector-alignment stage (--use_peft false) whose
+    #    projectors go on training here beside a new LoRA (two-stage training, as LLaVA's)
+    start = model_args.model_name_or_path
+    fresh = [adapter_args.to_spec()] if route_has_adapters(script_args.route) else []
+    adapters = checkpoint_adapters(start) if is_checkpoint(start) else fresh
     last = last_checkpoint(training_args.output_dir)
     if last:  # before any work: a rerun with other adapters is refused at once
         check_resumable(last, adapters)
-    lm = EmotionLM.from_pretrained(
-        model_args.model_name_or_path, adapters=adapters,
-        dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args),
-    )  # fmt: skip
+    lm, base_model, trained = load_policy(
+        start, fresh, dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args)
+    )
     prompts = PromptBuilder(
         lm.tokenizer, script_args.strategy, labels,
         context_turns=script_args.context_turns, placeholders=lm.placeholders,
@@ -148,12 +152,14 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         descriptions, _, _ = describe_utterances(
             train, style=script_args.prosody_style, workers=script_args.workers
         )
-    frames, frame_normalizers = encode_utterances(lm, train) if adapters else ({}, {})
+    frames, frame_normalizers = ({}, {})
+    if adapters:  # a checkpoint's statistics are kept (its projector learnt with them); fresh ones fitted
+        frames, frame_normalizers = encode_utterances(lm, train, refit=not lm.frame_normalizers)
     examples = build_examples(train, prompts, target=script_args.target, prosody=descriptions, frames=frames)
     logger.warning("example prompt:\n%s%s", examples[0]["prompt"], examples[0]["completion"])
 
     # 4. Train: LoRA weights and projectors move, the base model and encoders do not
-    model = prepare_for_training(
+    model = trained or prepare_for_training(
         lm.model, get_peft_config(model_args), gradient_checkpointing=training_args.activation_checkpointing
     )
     logger.warning("parameters: %s", json.dumps(count_parameters(model)))
@@ -171,7 +177,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         train_dataset=Dataset.from_list(examples),
         data_collator=collator,
         processing_class=lm.tokenizer,
-        base_model=model_args.model_name_or_path,
+        base_model=base_model,
         adapters=adapters,
         reasoner_settings={
             "labels": list(labels.labels),

@@ -1,7 +1,7 @@
 """The model a recipe trains: a base LLM with fresh adapters, or a checkpoint to train further.
 
-A fresh model is ``EmotionLM.from_pretrained(name, adapters=..., quantization_config=...)``; GRPO's start,
-which may be either, is :func:`load_policy`.
+:func:`load_policy` gives either: SFT's start (a base model, or the projector-alignment stage's checkpoint)
+and GRPO's (an SFT checkpoint).
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ def model_dtype(model_args):
     return model_args.dtype if model_args.dtype not in (None, "auto") else None
 
 
+def checkpoint_adapters(path: str) -> list:
+    """The :class:`~emollm.modeling.adapters.AdapterSpec` list a checkpoint was trained with (no weights)."""
+    from emollm.modeling.adapters import AdapterSpec
+    from emollm.modeling.checkpoint import read_checkpoint_config
+
+    return [AdapterSpec(**spec) for spec in read_checkpoint_config(path)["adapters"]]
+
+
 def load_policy(start: str, adapters: Sequence, *, dtype=None, quantization_config=None):
-    """The model GRPO starts from: an SFT checkpoint (kept trainable) or a base LLM with fresh ``adapters``.
+    """The model a recipe starts from: a checkpoint (kept trainable) or a base LLM with fresh ``adapters``.
 
     Args:
         start: A checkpoint folder (``emollm_config.json``) or a base model's name, folder or hub id.

@@ -6,6 +6,8 @@ stay in eval mode, so their outputs can be computed once and cached on disk with
 
 - ``prosody_frames`` (:class:`ProsodyFrameEncoder`): Praat pitch and intensity plus librosa spectral
   features, 22 columns at 25 frames per second; no weights, fast on a CPU.
+- ``prosody_functionals`` (:class:`ProsodyFunctionalsEncoder`): one ``(1, 52)`` vector per utterance, the
+  utterance and vowel measures of the prosody pipeline (given the transcript, vowel by vowel).
 - ``hf_audio`` (:class:`HFAudioEncoder`): the frame outputs of a local wav2vec 2.0, HuBERT, WavLM or
   Whisper (encoder only) checkpoint.
 - ``vision_frames`` (:class:`VisionFrameEncoder`): one pooled embedding per face frame from a local CLIP
@@ -15,9 +17,9 @@ Every encoder has ``name`` (its key in :data:`ENCODERS`), ``output_dim``, ``sett
 keyword arguments: ``build_encoder(enc.name, **enc.settings())`` rebuilds it) and ``encode(inputs)``.
 Nothing is fetched from the network: model folders are read with ``local_files_only=True``.
 
-One module per encoder (``prosody_frames.py``, ``hf_audio.py``, ``vision.py``), the on-disk cache in
-``cache.py`` and what they share in ``common.py``; this module holds the registry and :func:`pad_frames`,
-and every public name is importable from here.
+One module per encoder (``prosody_frames.py``, ``prosody_functionals.py``, ``hf_audio.py``, ``vision.py``),
+the on-disk cache in ``cache.py`` and what they share in ``common.py``; this module holds the registry and
+:func:`pad_frames`, and every public name is importable from here.
 
 >>> import numpy as np
 >>> encoder = build_encoder("prosody_frames")
@@ -45,6 +47,7 @@ from emollm.modeling.encoders.prosody_frames import (
     FEATURE_SCALING,
     ProsodyFrameEncoder,
 )
+from emollm.modeling.encoders.prosody_functionals import ProsodyFunctionalsEncoder, functional_names
 from emollm.modeling.encoders.vision import VisionFrameEncoder, read_video_frames, sample_indices
 
 __all__ = [
@@ -55,10 +58,12 @@ __all__ = [
     "FEATURE_SCALING",
     "HFAudioEncoder",
     "ProsodyFrameEncoder",
+    "ProsodyFunctionalsEncoder",
     "VisionFrameEncoder",
     "build_encoder",
     "frames_cache_key",
     "encode_cached",
+    "functional_names",
     "pad_frames",
     "read_video_frames",
     "sample_indices",
@@ -66,6 +71,7 @@ __all__ = [
 
 ENCODERS = {
     "prosody_frames": ProsodyFrameEncoder,
+    "prosody_functionals": ProsodyFunctionalsEncoder,
     "hf_audio": HFAudioEncoder,
     "vision_frames": VisionFrameEncoder,
 }

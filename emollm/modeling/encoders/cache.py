@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,14 @@ def _hash_content(item, digest) -> None:
         array = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else item
         digest.update(f"array:{array.dtype}:{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
+    elif isinstance(item, Mapping):  # e.g. {"audio": path, "transcript": text}
+        for name in sorted(item):
+            value = item[name]
+            digest.update(f"field:{name}".encode())
+            if value is None or (isinstance(value, str) and name != "audio"):
+                digest.update(f"text:{value}".encode())
+            else:
+                _hash_content(value, digest)
     elif isinstance(item, Sequence):
         digest.update(f"list:{len(item)}".encode())
         for part in item:
