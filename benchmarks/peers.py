@@ -54,6 +54,8 @@ class Results:
         self.path = Path(path)
         old = read_result(self.path) if self.path.is_file() else {}
         self.rows: dict[str, dict] = old.get("rows", {})
+        # the summaries an earlier run wrote (a comparison whose run folders are gone is kept, not lost)
+        self.summaries: dict = {k: v for k, v in old.items() if k not in ("facts", "rows")}
         self.overwrite = overwrite
         self.facts = facts
 

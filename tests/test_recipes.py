@@ -41,17 +41,18 @@ def run(recipe, config, model, manifest, output_dir, *extra):
     return args
 
 
-def training_frame_statistics(manifest):
-    """Per-speaker ``prosody_frames`` statistics of the manifest's train rows, as a checkpoint stores them."""
+def training_frame_statistics(manifest, encoder_name="prosody_frames"):
+    """Per-speaker frame statistics of the manifest's train rows, as a checkpoint stores them."""
     from emollm.data import load_corpus
     from emollm.modeling.base import cache_dir
     from emollm.modeling.encoders import build_encoder, encode_cached
     from emollm.modeling.frame_norm import FrameNormalizer
 
     train = load_corpus(f"manifest:{manifest}", "train", labels="ravdess8")
-    frames = encode_cached(
-        build_encoder("prosody_frames"), [u.audio_path for u in train], cache_dir() / "features"
-    )
+    encoder = build_encoder(encoder_name)
+    words = getattr(encoder, "takes_transcript", False)
+    inputs = [{"audio": u.audio_path, "transcript": u.transcript} if words else u.audio_path for u in train]
+    frames = encode_cached(encoder, inputs, cache_dir() / "features")
     return FrameNormalizer.fit(frames, [u.speaker for u in train]).to_dict()
 
 
@@ -148,7 +149,8 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
             adapter.normalize,
         )
         if adapter.normalize == "speaker":  # the training clips' statistics, none of the evaluated clips'
-            assert saved["frame_normalizers"]["audio"] == training_frame_statistics(speech_manifest)
+            expected = training_frame_statistics(speech_manifest, adapter.encoder)
+            assert saved["frame_normalizers"]["audio"] == expected
         else:
             assert saved["frame_normalizers"] == {}
     else:
