@@ -372,18 +372,21 @@ class PromptBuilder:
         """
         return bool(answer_prefix(self.message("x")))
 
+    def _fields(self, transcript, context, speaker, prosody) -> dict:
+        """What the template renders, beside the template itself."""
+        return {
+            "transcript": transcript,
+            "labels": self.labels,
+            "context": as_turns(context),
+            "context_turns": self.context_turns,
+            "speaker": speaker,
+            "prosody": prosody,
+            **self.placeholders,
+        }
+
     def message(self, transcript: str | None = None, context=None, speaker=None, prosody=None) -> str:
         """The user message alone (no chat formatting)."""
-        return render_user_message(
-            self._template,
-            transcript=transcript,
-            labels=self.labels,
-            context=as_turns(context),
-            context_turns=self.context_turns,
-            speaker=speaker,
-            prosody=prosody,
-            **self.placeholders,
-        )
+        return render_user_message(self._template, **self._fields(transcript, context, speaker, prosody))
 
     def prompt(
         self,
@@ -395,18 +398,9 @@ class PromptBuilder:
         for_scoring: bool = False,
     ) -> str:
         """The full prompt (chat template included); ``for_scoring`` appends the answer prefix."""
+        fields = self._fields(transcript, context, speaker, prosody)
         return render_prompt(
-            self.tokenizer,
-            self._template,
-            system=self.system,
-            for_scoring=for_scoring,
-            transcript=transcript,
-            labels=self.labels,
-            context=as_turns(context),
-            context_turns=self.context_turns,
-            speaker=speaker,
-            prosody=prosody,
-            **self.placeholders,
+            self.tokenizer, self._template, system=self.system, for_scoring=for_scoring, **fields
         )
 
     def for_utterance(self, utterance, prosody: str | None = None, *, for_scoring: bool = False) -> str:
