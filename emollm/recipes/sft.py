@@ -159,9 +159,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     logger.warning("example prompt:\n%s%s", examples[0]["prompt"], examples[0]["completion"])
 
     # 4. Train: LoRA weights and projectors move, the base model and encoders do not
-    model = trained or prepare_for_training(
-        lm.model, get_peft_config(model_args), gradient_checkpointing=training_args.activation_checkpointing
-    )
+    model = trained  # a checkpoint's LoRA trains on; otherwise LoRA is added here
+    if model is None:
+        model = prepare_for_training(
+            lm.model,
+            get_peft_config(model_args),
+            gradient_checkpointing=training_args.activation_checkpointing,
+        )
     logger.warning("parameters: %s", json.dumps(count_parameters(model)))
     collator = MultimodalCollator(lm.tokenizer, lm.num_tokens, max_length=training_args.max_length)
     cut = collator.check(examples)  # a prompt that cannot fit fails here, not mid-epoch
