@@ -37,6 +37,7 @@ __all__ = [
     "Utterance",
     "DEFAULT_LABEL_SETS",
     "check_disjoint_speakers",
+    "corpus_problem",
     "default_label_set",
     "iemocap_split",
     "leave_one_speaker_out",
@@ -65,6 +66,23 @@ IEMOCAP_TEST_SESSION = 5
 DEFAULT_LABEL_SETS = {"ravdess": "ravdess8", "meld": "meld7", "iemocap": "iemocap4"}
 
 Labels = str | LabelSet | Sequence[str] | None
+
+
+def corpus_problem(option: str, spec) -> str | None:
+    """What is wrong with a corpus option (``--data``, ``--dataset``...); None when load_corpus takes it.
+
+    Accepted: a corpus name, or ``manifest:PATH`` with a file at PATH.
+
+    >>> corpus_problem("data", "ravdess") is None, corpus_problem("data", "ravdes")
+    (True, "data is 'ravdes'; accepted: ravdess, meld, iemocap or manifest:PATH")
+    """
+    name, _, path = str(spec).partition(":")
+    if f"{name}:PATH" in CORPORA:
+        return None if Path(path).is_file() else f"{option} {spec!r}: no manifest file at {path!r}"
+    if name in CORPORA and not path:
+        return None
+    known = [c for c in CORPORA if ":" not in c]
+    return f"{option} is {spec!r}; accepted: {', '.join(known)} or manifest:PATH"
 
 
 def default_label_set(corpus: str) -> str | None:

@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emollm.data import corpus_problem
 from emollm.errors import ConfigError, check_config
 from emollm.evaluation.report import report_markdown, score_rows
 from emollm.evaluation.runs import append_predictions, prepare_run_folder, read_predictions
@@ -141,12 +142,7 @@ class EvalConfig:
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
 
     def __post_init__(self):
-        problems = []
-        corpus = self.data.split(":", 1)[0] if isinstance(self.data, str) else None
-        if corpus not in ("ravdess", "meld", "iemocap", "manifest"):
-            problems.append(f"data is {self.data!r}; accepted: ravdess, meld, iemocap or manifest:PATH")
-        elif corpus == "manifest" and not Path(self.data.split(":", 1)[1]).is_file():
-            problems.append(f"data {self.data!r}: no manifest file at {self.data.split(':', 1)[1]!r}")
+        problems = [p for p in [corpus_problem("data", self.data)] if p]
         for name, low in (
             ("context", 0),
             ("limit", 1),

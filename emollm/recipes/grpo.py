@@ -31,6 +31,7 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
+from emollm.data import corpus_problem
 from emollm.errors import ConfigError, check_config
 from emollm.evaluation.bootstrap import compare_runs
 from emollm.evaluation.harness import EvalConfig, evaluate
@@ -112,12 +113,8 @@ class ScriptArguments:
                 f"strategy {self.strategy!r} does not ask for <think>/<answer>, so the format reward can "
                 "never be earned; use acoustic or cot"
             )
-        if self.cross_dataset is not None and self.cross_dataset.split(":", 1)[0] not in (
-            "ravdess", "meld", "iemocap", "manifest",
-        ):  # fmt: skip
-            problems.append(
-                f"cross_dataset is {self.cross_dataset!r}; accepted: ravdess, meld, iemocap, manifest:PATH"
-            )
+        if self.cross_dataset is not None and corpus_problem("cross_dataset", self.cross_dataset):
+            problems.append(corpus_problem("cross_dataset", self.cross_dataset))
         check_config(self, problems)
 
 

@@ -96,14 +96,9 @@ class AdapterArguments:
 
 def check_recipe_config(script_args) -> list[str]:
     """Problems shared by both recipes' ``ScriptArguments`` (the caller adds its own and raises once)."""
-    problems = []
-    corpus = str(script_args.dataset).split(":", 1)[0]
-    if corpus not in ("ravdess", "meld", "iemocap", "manifest"):
-        problems.append(
-            f"dataset is {script_args.dataset!r}; accepted: ravdess, meld, iemocap or manifest:PATH"
-        )
-    elif corpus == "manifest" and not Path(script_args.dataset.split(":", 1)[1]).is_file():
-        problems.append(f"dataset {script_args.dataset!r}: no manifest file there")
+    from emollm.data import corpus_problem
+
+    problems = [p for p in [corpus_problem("dataset", script_args.dataset)] if p]
     for name in ("train_limit", "eval_limit", "workers"):
         value = getattr(script_args, name)
         if value is not None and value < 1:
