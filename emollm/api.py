@@ -265,12 +265,9 @@ class EmotionReasoner:
         """
         per_item: list[dict] = [{} for _ in rows]
         for modality in self.lm.modalities:
-            inputs = [row.get(modality) for row in rows]
-            if getattr(self.lm.encoders.get(modality), "takes_transcript", False):  # vowel-level measures
-                inputs = [
-                    None if x is None else {"audio": x, "transcript": row.get("transcript")}
-                    for x, row in zip(inputs, rows)
-                ]
+            inputs = self.lm.encoder_inputs(
+                modality, [row.get(modality) for row in rows], [row.get("transcript") for row in rows]
+            )
             missing = [i for i, x in enumerate(inputs) if x is None]
             if missing:
                 raise ConfigError(

@@ -282,31 +282,17 @@ def encode_utterances(
         # per-speaker statistics need every utterance's frames; otherwise only those asked for
         refitting = refit and lm.normalizes(modality)
         needed = [u for u in utterances if u.id in wanted or refitting]
-        encoder = lm.encoders[modality]
-        with_words = getattr(encoder, "takes_transcript", False)  # vowel-level encoders align the words
         raw = encode_cached(
-            encoder,
-            [
-                {"audio": u.audio_path, "transcript": u.transcript} if with_words else u.audio_path
-                for u in needed
-            ],
+            lm.encoders[modality],
+            lm.encoder_inputs(modality, [u.audio_path for u in needed], [u.transcript for u in needed]),
             cache_dir=cache_dir() / "features",
             progress=progress,
         )
         speakers = [u.speaker for u in needed]
         if refitting and raw:
             normalizers[modality] = FrameNormalizer.fit(raw, speakers)
-        normalizer = normalizers.get(modality) if lm.normalizes(modality) else None
-        if lm.normalizes(modality) and normalizer is None:
-            raise ConfigError(
-                f"the {modality} adapter normalises frames per speaker, but there are no statistics: "
-                "use refit=True or a checkpoint that saved them"
-            )
-        frames[modality] = {
-            utt.id: (normalizer(clip, speaker) if normalizer is not None else clip)
-            for utt, clip, speaker in zip(needed, raw, speakers)
-            if utt.id in wanted
-        }
+        normalized = lm.normalize_frames(modality, raw, speakers, normalizers)
+        frames[modality] = {u.id: clip for u, clip in zip(needed, normalized) if u.id in wanted}
     return frames, normalizers
 
 

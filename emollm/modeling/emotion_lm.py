@@ -133,6 +133,16 @@ class EmotionLM:
         """Template variables for the prompt: ``{"audio": "<|audio|>"}`` for each adapted modality."""
         return {m: PLACEHOLDERS[m] for m in self.modalities}
 
+    def encoder_inputs(self, modality: str, audio: Sequence, transcripts: Sequence) -> list:
+        """What ``modality``'s encoder takes for each clip: the audio, or ``{"audio", "transcript"}``.
+
+        The dict goes to an encoder that measures vowel by vowel (``takes_transcript``, e.g.
+        ``prosody_functionals``); None audio stays None.
+        """
+        if not getattr(self.encoders.get(modality), "takes_transcript", False):
+            return list(audio)
+        return [None if a is None else {"audio": a, "transcript": t} for a, t in zip(audio, transcripts)]
+
     def encode(self, modality: str, inputs: Sequence, speakers: Sequence | None = None) -> list[torch.Tensor]:
         """The frames ``(T_i, D)`` the projector reads for each input (audio paths/arrays, image folders...).
 
@@ -161,9 +171,16 @@ class EmotionLM:
                 self.frame_normalizers[modality] = FrameNormalizer.fit(clips, speakers)
 
     def normalize_frames(
-        self, modality: str, frames: Sequence[torch.Tensor], speakers: Sequence | None = None
+        self,
+        modality: str,
+        frames: Sequence[torch.Tensor],
+        speakers: Sequence | None = None,
+        normalizers: Mapping | None = None,
     ) -> list[torch.Tensor]:
         """Raw encoder ``frames`` as the projector reads them: unchanged, or z-scored per speaker.
+
+        ``normalizers`` (modality -> ``FrameNormalizer``) are the statistics to use; default the model's own
+        (:attr:`frame_normalizers`).
 
         Raises:
             ConfigError: the adapter normalises per speaker but no statistics were fitted or loaded.
@@ -171,7 +188,7 @@ class EmotionLM:
         frames = list(frames)
         if not self.normalizes(modality):
             return frames
-        normalizer = self.frame_normalizers.get(modality)
+        normalizer = (self.frame_normalizers if normalizers is None else normalizers).get(modality)
         if normalizer is None:
             raise ConfigError(
                 f"the {modality} adapter normalises frames per speaker, but no statistics are fitted; call "
