@@ -77,6 +77,7 @@ def save_checkpoint(
     reasoner: Mapping | None = None,
     save_lora: bool = True,
     frame_normalizers: Mapping | None = None,
+    training: Mapping | None = None,
 ) -> Path:
     """Write ``model``'s trainable parts and the config that rebuilds it into ``output_dir``.
 
@@ -90,6 +91,8 @@ def save_checkpoint(
         save_lora: Also save the PEFT adapter (set False when the caller, e.g. ``Trainer``, already did).
         frame_normalizers: modality -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` (or its dict)
             fitted on the training clips, for adapters that normalise frames per speaker.
+        training: How the weights were trained, for the record (class weights, augmentation...);
+            JSON-serialisable, never read back to build the model.
 
     Returns:
         The checkpoint folder.
@@ -117,6 +120,7 @@ def save_checkpoint(
         "frame_normalizers": {
             m: n if isinstance(n, Mapping) else n.to_dict() for m, n in (frame_normalizers or {}).items()
         },
+        "training": dict(training or {}),
     }
     write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return out

@@ -49,7 +49,7 @@ from emollm.training.arguments import (
 )
 from emollm.training.models import checkpoint_adapters, load_policy, model_dtype
 from emollm.training.resume import check_resumable, last_checkpoint, train_or_resume
-from emollm.training.sft import TARGETS, prepare_for_training
+from emollm.training.sft import CLASS_WEIGHTS, TARGETS, class_weights, prepare_for_training
 
 logger = logging.getLogger("emollm.recipes.sft")
 
@@ -93,6 +93,14 @@ class ScriptArguments:
         metadata={
             "help": "score or generate for the final evaluation (generate for a reasoning target)",
             "choices": ["score", "generate"],
+        },
+    )
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "loss weight per class from the training labels: none, balanced (n / (classes x n_c)) "
+            "or sqrt (its square root: a gentler push toward the small classes)",
+            "choices": CLASS_WEIGHTS,
         },
     )
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
@@ -167,7 +175,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             gradient_checkpointing=training_args.activation_checkpointing,
         )
     logger.warning("parameters: %s", json.dumps(count_parameters(model)))
-    collator = MultimodalCollator(lm.tokenizer, lm.num_tokens, max_length=training_args.max_length)
+    weights = None  # class weights for the loss (UA): fitted on the training labels only
+    if script_args.class_weights != "none":
+        weights = class_weights([u.label for u in train], script_args.class_weights)
+        logger.warning("class weights (%s): %s", script_args.class_weights, json.dumps(weights))
+    collator = MultimodalCollator(
+        lm.tokenizer, lm.num_tokens, max_length=training_args.max_length, loss_weights=weights
+    )
     cut = collator.check(examples)  # a prompt that cannot fit fails here, not mid-epoch
     if cut:
         logger.warning(
@@ -192,6 +206,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         },
         frame_normalizers=frame_normalizers,  # the training speakers' (evaluation refits its own)
         projector_learning_rate=adapter_args.projector_learning_rate,
+        training_record={"class_weights": script_args.class_weights, "loss_weights": weights},
     )
     train_or_resume(trainer, last, training_args.max_steps)
 

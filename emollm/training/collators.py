@@ -44,12 +44,15 @@ class MultimodalCollator:
             which, before training), a prompt that does not fit raises (raise ``max_length`` or show fewer
             context turns).
         add_special_tokens: Tokenizer special tokens for the prompt (False for chat-formatted prompts).
+        loss_weights: label -> weight (:func:`emollm.training.sft.class_weights`); when given, every
+            example needs a ``label`` and the batch carries ``loss_weights`` ``(B,)``.
     """
 
     tokenizer: object
     num_tokens: Mapping[str, int] = field(default_factory=dict)
     max_length: int | None = 1024
     add_special_tokens: bool = False
+    loss_weights: Mapping[str, float] | None = None
 
     def _tokens(self, example: Mapping) -> tuple[list[int], list[int]]:
         """The prompt's ids (slots expanded) and the completion's ids + EOS, uncut."""
@@ -108,6 +111,13 @@ class MultimodalCollator:
             "labels": labels,
             "text_mask": attention.bool() & (labels == IGNORE_INDEX) & (input_ids != PSEUDO_TOKEN_ID),
         }
+        if self.loss_weights is not None:
+            unknown = sorted({str(e.get("label")) for e in examples} - set(self.loss_weights))
+            if unknown:
+                raise ConfigError(
+                    f"no loss weight for label(s) {unknown}; weighted: {', '.join(self.loss_weights)}"
+                )
+            batch["loss_weights"] = torch.tensor([self.loss_weights[e["label"]] for e in examples])
         for modality in self.num_tokens:
             from emollm.modeling.encoders import pad_frames
 

@@ -33,6 +33,8 @@ class EmollmCheckpointMixin:
         reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
         frame_normalizers: modality -> per-speaker frame statistics fitted on the training clips (see
             :func:`emollm.inputs.encode_utterances`), recorded in the checkpoint.
+        training_record: How the run trained (class weights, augmentation...), recorded in the checkpoint's
+            ``training`` section.
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class EmollmCheckpointMixin:
         adapters: Sequence = (),
         reasoner_settings: Mapping | None = None,
         frame_normalizers: Mapping | None = None,
+        training_record: Mapping | None = None,
         **kwargs,
     ):
         self.base_model_name = base_model
         self.adapter_specs = list(adapters)
         self.reasoner_settings = dict(reasoner_settings or {})
         self.frame_normalizers = dict(frame_normalizers or {})  # a snapshot: later refits do not leak in
+        self.training_record = dict(training_record or {})
         super().__init__(*args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
@@ -61,6 +65,7 @@ class EmollmCheckpointMixin:
             reasoner=self.reasoner_settings,
             save_lora=False,
             frame_normalizers=self.frame_normalizers,
+            training=self.training_record,
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

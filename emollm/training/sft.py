@@ -31,6 +31,33 @@ from emollm.training.optim import ProjectorLearningRateMixin
 from emollm.training.resume import EmollmCheckpointMixin
 
 TARGETS = ("label", "reasoning")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+
+
+def class_weights(labels: Sequence[str], scheme: str = "balanced") -> dict[str, float]:
+    """Loss weight per class, from the training labels: rarer classes weigh more (UA matters).
+
+    ``balanced`` is scikit-learn's ``n / (classes x n_c)``; ``sqrt`` its square root, rescaled, a gentler
+    push that keeps more of the majority class's recall. Either way the weights average 1 over the training
+    examples, so the loss keeps its scale and the learning rate its meaning. ``none`` gives 1 to every class.
+
+    >>> class_weights(["a", "a", "a", "b"])
+    {'a': 0.6666666666666666, 'b': 2.0}
+    >>> {c: round(w, 3) for c, w in class_weights(["a", "a", "a", "b"], "sqrt").items()}
+    {'a': 0.845, 'b': 1.464}
+
+    Raises:
+        ConfigError: an unknown scheme, or no labels.
+    """
+    if scheme not in CLASS_WEIGHTS:
+        raise ConfigError(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}; got {scheme!r}")
+    if not labels:
+        raise ConfigError("class weights need the training labels; none were given")
+    counts = {c: labels.count(c) for c in sorted(set(labels), key=labels.index)}
+    power = {"none": 0.0, "balanced": 1.0, "sqrt": 0.5}[scheme]
+    raw = {c: (len(labels) / (len(counts) * n)) ** power for c, n in counts.items()}
+    mean = sum(raw[c] * n for c, n in counts.items()) / len(labels)
+    return {c: w / mean for c, w in raw.items()}
 
 
 def template_rationale(label: str, transcript: str | None, prosody: str | None) -> str:
@@ -191,7 +218,12 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTr
         reasoner_settings: EmotionReasoner settings recorded in the checkpoint (labels, strategy, prosody...).
         frame_normalizers: Per-speaker frame statistics of the training clips, recorded in the checkpoint.
         projector_learning_rate: The projectors' own peak learning rate (None: ``args.learning_rate``).
+        training_record: How the run trains (class weights...), recorded in the checkpoint.
         *args, **kwargs: As for ``SFTTrainer``.
+
+    A batch with ``loss_weights`` (one per example: the collator's class weights) is trained on the
+    weighted token loss, normalised like TRL's own (by the batch's token count, so the weights' mean of 1
+    keeps the loss's scale, gradient accumulation included); without it the loss is TRL's.
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -201,7 +233,17 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTr
         frames = {m: (inputs.pop(f"{m}_frames"), inputs.pop(f"{m}_mask")) for m in projectors}
         text_mask = inputs.pop("text_mask")
         input_ids = inputs.pop("input_ids")
+        weights = inputs.pop("loss_weights", None)
         inputs["inputs_embeds"] = build_inputs_embeds(model, input_ids, frames or None, text_mask)
-        return super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        if weights is None or return_outputs or not model.training:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        # TRL's fused head: log-probabilities of the label tokens only (zero elsewhere), no full logits
+        outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+        per_token = -outputs.log_probs * weights.to(outputs.log_probs.dtype)[:, None]
+        count = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = per_token.sum() / torch.as_tensor(count, device=per_token.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
+        return loss
