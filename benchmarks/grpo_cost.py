@@ -80,7 +80,7 @@ def run_worker(route: str, args) -> dict:
     rss_start = rss_mb()
     load_start = time.perf_counter()
     set_seed(training.seed)  # before the projector is initialised, as the recipe does
-    fresh = [adapter.to_spec()] if route_has_adapters(script.route) else []
+    fresh = adapter.to_specs() if route_has_adapters(script.route) else []
     lm, base_model, _ = load_policy(
         model_args.model_name_or_path, fresh,
         dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args),

@@ -95,7 +95,7 @@ def build_lm(model_args, adapter, route: str):
     from emollm.training.arguments import route_has_adapters
     from emollm.training.models import model_dtype
 
-    adapters = [adapter.to_spec()] if route_has_adapters(route) else []
+    adapters = adapter.to_specs() if route_has_adapters(route) else []
     return EmotionLM.from_pretrained(
         model_args.model_name_or_path, adapters=adapters,
         dtype=model_dtype(model_args), quantization_config=get_quantization_config(model_args),

@@ -257,16 +257,16 @@ class EmotionReasoner:
         return self.prompts.prompt(transcript, context, speaker, prosody, for_scoring=for_scoring)
 
     def encode(self, rows: Sequence[dict]) -> list[dict]:
-        """Encoder frames for each item, one dict modality -> ``(T, D)`` tensor (adapter models only).
+        """Encoder frames for each item, one dict adapter key -> ``(T, D)`` tensor (adapter models only).
 
         An item's ``audio`` feeds the audio adapter, its ``video`` (a frame folder, video file or image
         list) the video adapter. An adapter that normalises frames per speaker uses the checkpoint's
         statistics of the item's ``speaker`` (the training corpus's for a speaker it has not heard).
         """
         per_item: list[dict] = [{} for _ in rows]
-        for modality in self.lm.modalities:
+        for key, modality in self.lm.adapter_modalities.items():
             inputs = self.lm.encoder_inputs(
-                modality, [row.get(modality) for row in rows], [row.get("transcript") for row in rows]
+                key, [row.get(modality) for row in rows], [row.get("transcript") for row in rows]
             )
             missing = [i for i, x in enumerate(inputs) if x is None]
             if missing:
@@ -275,8 +275,8 @@ class EmotionReasoner:
                     f"{modality}; give {modality}= for every item"
                 )
             speakers = [row.get("speaker") for row in rows]  # picks the speaker's frame statistics, if any
-            for item, frames in zip(per_item, self.lm.encode(modality, inputs, speakers)):
-                item[modality] = frames
+            for item, frames in zip(per_item, self.lm.encode(key, inputs, speakers)):
+                item[key] = frames
         return per_item
 
     # -- predictions ---------------------------------------------------------------------------------------

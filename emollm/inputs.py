@@ -248,7 +248,7 @@ def describe_utterances(
 def encode_utterances(
     lm, utterances: Sequence, *, todo: Sequence | None = None, refit: bool = True, progress: bool = True
 ):
-    """Encoder frames of every adapted modality of ``lm`` for ``todo`` (default: all ``utterances``).
+    """Encoder frames of every adapter of ``lm`` for ``todo`` (default: all ``utterances``).
 
     Frames are cached on disk (:func:`emollm.modeling.encoders.encode_cached`). An adapter with
     ``normalize="speaker"`` gets its frames z-scored per speaker: with ``refit``, by statistics fitted here
@@ -256,8 +256,9 @@ def encode_utterances(
     own (a checkpoint's). ``lm`` is not changed.
 
     Returns:
-        ``(frames, normalizers)``: ``{modality: {utterance id: (T, D) tensor}}`` as the projector reads them,
-        and ``{modality: FrameNormalizer}`` used (fitted here or ``lm``'s), to save with a checkpoint.
+        ``(frames, normalizers)``: ``{adapter key: {utterance id: (T, D) tensor}}`` as the projector reads
+        them, and ``{adapter key: FrameNormalizer}`` used (fitted here or ``lm``'s), to save with a
+        checkpoint. The key is the modality, or the adapter's name when a modality has several.
 
     Raises:
         DataError: an utterance without an audio file for a model that hears audio.
@@ -271,7 +272,7 @@ def encode_utterances(
     wanted = {u.id for u in (utterances if todo is None else todo)}
     frames: dict[str, dict] = {}
     normalizers = dict(lm.frame_normalizers)
-    for modality in lm.modalities:
+    for key, modality in lm.adapter_modalities.items():
         if modality != "audio":
             raise ConfigError(f"utterances feed audio adapters only; this model also has {modality!r}")
         missing = [u.id for u in utterances if u.audio_path is None]
@@ -280,25 +281,25 @@ def encode_utterances(
                 f"{len(missing)} utterances have no audio file (e.g. {missing[0]}); the model needs it"
             )
         # per-speaker statistics need every utterance's frames; otherwise only those asked for
-        refitting = refit and lm.normalizes(modality)
+        refitting = refit and lm.normalizes(key)
         needed = [u for u in utterances if u.id in wanted or refitting]
         raw = encode_cached(
-            lm.encoders[modality],
-            lm.encoder_inputs(modality, [u.audio_path for u in needed], [u.transcript for u in needed]),
+            lm.encoders[key],
+            lm.encoder_inputs(key, [u.audio_path for u in needed], [u.transcript for u in needed]),
             cache_dir=cache_dir() / "features",
             progress=progress,
         )
         speakers = [u.speaker for u in needed]
         if refitting and raw:
-            normalizers[modality] = FrameNormalizer.fit(raw, speakers)
-        normalized = lm.normalize_frames(modality, raw, speakers, normalizers)
-        frames[modality] = {u.id: clip for u, clip in zip(needed, normalized) if u.id in wanted}
+            normalizers[key] = FrameNormalizer.fit(raw, speakers)
+        normalized = lm.normalize_frames(key, raw, speakers, normalizers)
+        frames[key] = {u.id: clip for u, clip in zip(needed, normalized) if u.id in wanted}
     return frames, normalizers
 
 
 def frames_of(frames: Mapping[str, Mapping], utterance_id: str) -> dict:
-    """One utterance's frames, ``{modality: tensor}``, from :func:`encode_utterances`' mapping."""
-    return {modality: by_id[utterance_id] for modality, by_id in frames.items()}
+    """One utterance's frames, ``{adapter key: tensor}``, from :func:`encode_utterances`' mapping."""
+    return {key: by_id[utterance_id] for key, by_id in frames.items()}
 
 
 # -- the prompt ---------------------------------------------------------------------------------------------

@@ -141,16 +141,19 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
     assert saved["reasoner"]["strategy"] == script.strategy
     assert saved["reasoner"]["prosody"] == (script.route in ("text", "both"))
     if tokens:
-        (spec,) = saved["adapters"]
-        assert (spec["encoder"], spec["projector"], spec["num_tokens"], spec["normalize"]) == (
-            adapter.encoder,
-            adapter.projector,
-            adapter.num_tokens,
-            adapter.normalize,
-        )
+        specs = [(s["encoder"], s["projector"], s["num_tokens"], s["normalize"]) for s in saved["adapters"]]
+        expected_specs = [(adapter.encoder, adapter.projector, adapter.num_tokens, adapter.normalize)]
+        if adapter.second_encoder:  # two encoders at one placeholder, keyed by their names
+            second = adapter.second_projector or adapter.projector
+            expected_specs.append(
+                (adapter.second_encoder, second, adapter.second_num_tokens, adapter.normalize)
+            )
+            assert [s["name"] for s in saved["adapters"]] == [adapter.encoder, adapter.second_encoder]
+        assert specs == expected_specs
         if adapter.normalize == "speaker":  # the training clips' statistics, none of the evaluated clips'
-            expected = training_frame_statistics(speech_manifest, adapter.encoder)
-            assert saved["frame_normalizers"]["audio"] == expected
+            for spec in saved["adapters"]:
+                expected = training_frame_statistics(speech_manifest, spec["encoder"])
+                assert saved["frame_normalizers"][spec["name"] or "audio"] == expected
         else:
             assert saved["frame_normalizers"] == {}
     else:
@@ -381,3 +384,49 @@ def test_projector_alignment_then_lora_the_first_stage_loads_into_the_second(
     for name, value in moved.items():  # stage 2 started from stage 1's projector, and trained it further
         torch.testing.assert_close(continued[name], value, atol=5e-3, rtol=0)
     assert any(not torch.equal(continued[k], moved[k]) for k in moved)
+
+
+def test_augmentation_adds_train_copies_only_and_is_recorded(
+    recipe, tiny_model_dir, speech_manifest, tmp_path, monkeypatch
+):
+    """--augment copies the training clips (new voices) and never the evaluated ones."""
+    import emollm.augment
+    import emollm.training
+    from emollm.data import load_corpus
+
+    seen = []
+
+    def spy(utterances, augmentations, **kwargs):
+        seen.extend(u.id for u in utterances)
+        return emollm.augment.augment_utterances(utterances, augmentations, **kwargs)
+
+    built = []
+
+    def build_examples(utterances, *args, **kwargs):
+        built.extend(utterances)
+        return emollm.training.build_examples(utterances, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "augment_utterances", spy)
+    monkeypatch.setattr(recipe, "build_examples", build_examples)
+    config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
+    out = tmp_path / "run"
+    run(recipe, config, tiny_model_dir, speech_manifest, out, "--augment", "speed1.1,noise20")
+
+    train = {u.id for u in load_corpus(f"manifest:{speech_manifest}", "train", labels="ravdess8")}
+    assert sorted(seen) == sorted(train)  # only the train split went to augmentation
+    copies = {u.id for u in built} - train
+    assert copies == {f"{i}~{a}" for i in train for a in ("speed1.1", "noise20")}
+    voices = {f"{u.speaker}~{a}" for u in built if u.id in train for a in ("speed1.1", "noise20")}
+    assert {u.speaker for u in built if u.id in copies} == voices
+    evaluated = [json.loads(line)["id"] for line in (out / "eval-dev" / "predictions.jsonl").open()]
+    assert len(evaluated) == 4 and not any("~" in i for i in evaluated)
+    saved = json.loads((out / "emollm_config.json").read_text())["training"]
+    assert saved["augment"] == ["speed1.1", "noise20"] and saved["train_utterances"] == 3 * len(train)
+
+
+def test_a_bad_augmentation_is_refused_at_parse_time(recipe):
+    config = CONFIGS[IDS.index("ravdess/sft_tokens.yaml")]
+    with pytest.raises(ConfigError, match="speed"):
+        parse(recipe, config, "--augment", "faster")
+    with pytest.raises(ConfigError, match="route none"):
+        parse(recipe, config, "--augment", "noise20", "--route", "none")

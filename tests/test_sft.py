@@ -272,9 +272,136 @@ def test_build_adapters_rejects_bad_specs():
         AdapterSpec(modality="smell")
     with pytest.raises(ConfigError, match="num_tokens must be >= 1"):
         AdapterSpec(num_tokens=0)
-    with pytest.raises(ConfigError, match="one adapter"):
+    with pytest.raises(ConfigError, match="share the key 'audio'"):
         build_adapters([AdapterSpec(), AdapterSpec()], 16)
+    with pytest.raises(ConfigError, match="one after another"):
+        build_adapters(
+            [AdapterSpec(name="a"), AdapterSpec("video", "vision_frames"), AdapterSpec(name="b")], 16
+        )
+    with pytest.raises(ConfigError, match="letters, digits"):
+        AdapterSpec(name="prosody-frames")
     with pytest.raises(ConfigError, match="unknown"):
         build_adapters([AdapterSpec(projector="transformer")], 16)
     with pytest.raises(ConfigError, match="unknown"):
         build_adapters([AdapterSpec(encoder="emotion2vec")], 16)
+
+
+# -- several adapters at one placeholder --------------------------------------------------------------------
+
+
+def two_adapter_lm(tokenizer, seed=0):
+    """Functionals-like (one vector, K1=2) and frames-like (K2=3) adapters, both at <|audio|>."""
+    from emollm.modeling.projectors import build_projector
+
+    torch.manual_seed(seed)
+    specs = [
+        AdapterSpec("audio", "prosody_frames", "linear", 2, name="first"),
+        AdapterSpec("audio", "prosody_frames", "mlp", 3, name="second"),
+    ]
+    projectors = torch.nn.ModuleDict(
+        {s.key: build_projector(s.projector, FRAME_DIM, 16, num_tokens=s.num_tokens) for s in specs}
+    )
+    model = build_tiny_llama(len(tokenizer), seed=seed)
+    return EmotionLM(model, tokenizer, name="tiny", projectors=projectors, adapters=specs)
+
+
+def test_two_adapters_fill_one_placeholder_with_k1_plus_k2_vectors_in_order(tiny_tokenizer):
+    lm = two_adapter_lm(tiny_tokenizer)
+    assert lm.adapter_keys == ("first", "second") and lm.modalities == ("audio",)
+    assert lm.num_tokens == {"audio": 5} and lm.placeholders == {"audio": "<|audio|>"}
+    prompt = EmotionReasoner(lm, labels=LABELS, strategy="minimal").build_prompt("yay", for_scoring=True)
+    (ids,) = lm.tokenize([prompt])
+    assert ids.count(PSEUDO_TOKEN_ID) == 5 and prompt.count("<|audio|>") == 1
+    first, second = frames(2)["u0"], frames(2, seed=1)["u1"]
+    (vectors,) = lm.pseudo_vectors([ids], [{"first": first, "second": second}])
+    ones = torch.ones(1, len(first), dtype=torch.bool), torch.ones(1, len(second), dtype=torch.bool)
+    with torch.no_grad():
+        expected_first = lm.projectors["first"](first[None], ones[0])[0]
+        expected_second = lm.projectors["second"](second[None], ones[1])[0]
+    assert vectors.shape == (5, 16)
+    torch.testing.assert_close(vectors[:2], expected_first)
+    torch.testing.assert_close(vectors[2:], expected_second)
+    with pytest.raises(ConfigError, match="no 'second' frames"):
+        lm.pseudo_vectors([ids], [{"first": first}])
+
+
+def test_two_adapters_train_save_and_restore(tiny_tokenizer, tmp_path, monkeypatch):
+    lm = two_adapter_lm(tiny_tokenizer)
+    reasoner = EmotionReasoner(lm, labels=LABELS, strategy="minimal", mode="score")
+    features = {"first": frames(), "second": frames(seed=1)}
+    examples = build_examples(utterances(), reasoner.prompts, frames=features)
+    assert {"first_frames", "second_frames"} <= set(examples[0]) and "audio_frames" not in examples[0]
+    model = prepare_for_training(lm.model, LoraConfig(**LORA))
+    collator = MultimodalCollator(tiny_tokenizer, lm.num_tokens, frame_keys=lm.adapter_keys)
+    batch = collator(examples[:2])
+    assert (batch["input_ids"] == PSEUDO_TOKEN_ID).sum(1).tolist() == [5, 5]
+    assert batch["first_frames"].shape[:2] == (2, 6) and batch["second_frames"].shape[:2] == (2, 6)
+    trainer = EmotionSFTTrainer(
+        model=model,
+        args=sft_args(tmp_path),
+        train_dataset=Dataset.from_list(examples),
+        data_collator=collator,
+        processing_class=tiny_tokenizer,
+        base_model="tiny",
+        adapters=lm.adapters,
+        reasoner_settings={"labels": LABELS, "strategy": "minimal"},
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(".first." in n for n in moved) and any(".second." in n for n in moved)
+    assert moved == {n for n in before if "lora_" in n or "emollm_projectors" in n}
+
+    trainer.save_model(str(tmp_path / "ckpt"))
+    monkeypatch.setattr(
+        "emollm.modeling.base.load_base_model",
+        lambda name, **kw: (build_tiny_llama(len(tiny_tokenizer), seed=0), tiny_tokenizer),
+    )
+    restored = load_checkpoint(tmp_path / "ckpt")
+    assert restored.adapter_keys == ("first", "second") and restored.num_tokens == {"audio": 5}
+    for key in ("first", "second"):
+        for name, weight in restored.projectors[key].state_dict().items():
+            torch.testing.assert_close(weight, lm.projectors[key].state_dict()[name])
+
+
+# -- class weights -------------------------------------------------------------------------------------------
+
+
+def test_class_weights_average_one_over_the_examples_and_favour_rare_classes():
+    from emollm.training.sft import class_weights
+
+    labels = ["a"] * 6 + ["b"] * 3 + ["c"]
+    for scheme in ("balanced", "sqrt"):
+        weights = class_weights(labels, scheme)
+        assert sum(weights[y] for y in labels) / len(labels) == pytest.approx(1.0)
+        assert weights["a"] < weights["b"] < weights["c"]
+    assert class_weights(labels, "balanced")["c"] / class_weights(labels, "balanced")["a"] == pytest.approx(6)
+    assert class_weights(labels, "sqrt")["c"] / class_weights(labels, "sqrt")["a"] == pytest.approx(6**0.5)
+    assert set(class_weights(labels, "none").values()) == {1.0}
+    with pytest.raises(ConfigError, match="balanced, sqrt"):
+        class_weights(labels, "inverse")
+
+
+def test_weighted_loss_equals_trl_loss_at_weight_one_and_weights_each_example(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer)
+    trainer, model = train(lm, tiny_tokenizer, tmp_path)
+    model.train()
+    examples = build_examples(
+        utterances(4), EmotionReasoner(lm, labels=LABELS, strategy="minimal").prompts, frames=None
+    )
+    collator = MultimodalCollator(tiny_tokenizer, {}, loss_weights={"happy": 1.0, "sad": 1.0})
+    batch = collator(examples)
+    assert batch["loss_weights"].tolist() == [1.0, 1.0, 1.0, 1.0]
+    plain = {k: v for k, v in batch.items() if k != "loss_weights"}
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.compute_loss(model, batch), trainer.compute_loss(model, plain))
+        # weight 0 on "sad" (odd rows): the loss is the happy rows' token loss over all label tokens
+        happy_only = collator.__class__(tiny_tokenizer, {}, loss_weights={"happy": 1.0, "sad": 0.0})
+        zeroed = trainer.compute_loss(model, happy_only(examples))
+        happy_rows = {k: v[::2] for k, v in plain.items()}
+        tokens_all = (plain["labels"] != -100).sum()
+        tokens_happy = (happy_rows["labels"] != -100).sum()
+        expected = trainer.compute_loss(model, happy_rows) * tokens_happy / tokens_all
+        torch.testing.assert_close(zeroed, expected)
+    with pytest.raises(ConfigError, match="no loss weight for label"):
+        MultimodalCollator(tiny_tokenizer, {}, loss_weights={"happy": 1.0})(examples)

@@ -1,12 +1,16 @@
 """Adapter plumbing: specs, encoders + projectors, and the one path that builds ``inputs_embeds``.
 
-For each modality an :class:`AdapterSpec` names a frozen encoder (:mod:`emollm.modeling.encoders`) and a
-learnable projector (:mod:`emollm.modeling.projectors`). The projector maps the encoder's frames to K
-vectors of the LLM's hidden size, which replace the modality's placeholder (``<|audio|>``) in the prompt's
-embeddings (:mod:`emollm.modeling.injection`). The projectors are registered on the LLM itself (attribute
-:data:`PROJECTORS_ATTR` of the base model), so ``.to(device)``, ``.parameters()``, optimisers and DDP see
-them with the LoRA weights. Scoring, generation and training all build ``inputs_embeds`` through
-:func:`build_inputs_embeds` (or :meth:`emollm.modeling.EmotionLM.pseudo_vectors`, its inference twin).
+Each :class:`AdapterSpec` names a frozen encoder (:mod:`emollm.modeling.encoders`) and a learnable
+projector (:mod:`emollm.modeling.projectors`). The projector maps the encoder's frames to K vectors of the
+LLM's hidden size, which replace the modality's placeholder (``<|audio|>``) in the prompt's embeddings
+(:mod:`emollm.modeling.injection`). A modality may have several adapters (e.g. the utterance's prosody
+functionals *and* its prosody frames, each with its projector): their K1 + K2 vectors fill its placeholder in
+the order the specs are given. Everything per adapter (encoders, projectors, frames, frame statistics) is
+keyed by :attr:`AdapterSpec.key`: the modality itself when it has one adapter, else the adapter's ``name``.
+The projectors are registered on the LLM itself (attribute :data:`PROJECTORS_ATTR` of the base model), so
+``.to(device)``, ``.parameters()``, optimisers and DDP see them with the LoRA weights. Scoring, generation
+and training all build ``inputs_embeds`` through :func:`build_inputs_embeds` (or
+:meth:`emollm.modeling.EmotionLM.pseudo_vectors`, its inference twin).
 
 This module knows nothing of :class:`~emollm.modeling.EmotionLM` or of checkpoint files, so both
 :mod:`emollm.modeling.emotion_lm` and :mod:`emollm.modeling.checkpoint` import it.
@@ -58,9 +62,13 @@ class AdapterSpec:
         normalize: ``"none"`` feeds the encoder's frames as they are; ``"speaker"`` z-scores them with their
             speaker's statistics first (:mod:`emollm.modeling.frame_norm`), fitted label-free on the clips
             being encoded and saved with the checkpoint for inference.
+        name: The adapter's key when its modality has several adapters (letters, digits and ``_``, e.g.
+            ``"functionals"``); empty: the modality is the key.
 
     >>> AdapterSpec(num_tokens=4).to_dict()["encoder"]
     'prosody_frames'
+    >>> AdapterSpec().key, AdapterSpec(name="functionals").key
+    ('audio', 'functionals')
     """
 
     modality: str = "audio"
@@ -70,6 +78,7 @@ class AdapterSpec:
     encoder_settings: dict = field(default_factory=dict)
     projector_settings: dict = field(default_factory=dict)
     normalize: str = "none"
+    name: str = ""
 
     def __post_init__(self):
         from emollm.modeling.frame_norm import NORMALIZATIONS
@@ -80,6 +89,15 @@ class AdapterSpec:
             raise ConfigError(f"unknown normalize {self.normalize!r}; accepted: {', '.join(NORMALIZATIONS)}")
         if int(self.num_tokens) < 1:
             raise ConfigError(f"num_tokens must be >= 1, got {self.num_tokens}")
+        if self.name and not self.name.isidentifier():
+            raise ConfigError(
+                f"an adapter name is letters, digits and '_' (it names frame fields); got {self.name!r}"
+            )
+
+    @property
+    def key(self) -> str:
+        """What the adapter's encoder, projector, frames and statistics are keyed by: its name or modality."""
+        return self.name or self.modality
 
     def to_dict(self) -> dict:
         """The spec as a JSON-serialisable dict (what checkpoints store)."""
@@ -90,11 +108,12 @@ def build_adapters(specs: Sequence[AdapterSpec | Mapping], hidden_size: int):
     """Encoders and projectors for ``specs``, in order.
 
     Returns:
-        ``(encoders, projectors)``: a dict modality -> frozen encoder, and a ``torch.nn.ModuleDict``
-        modality -> projector mapping the encoder's ``output_dim`` to ``hidden_size``.
+        ``(encoders, projectors)``: a dict key -> frozen encoder, and a ``torch.nn.ModuleDict`` key ->
+        projector mapping the encoder's ``output_dim`` to ``hidden_size`` (keys: :attr:`AdapterSpec.key`).
 
     Raises:
-        ConfigError: a modality given twice, or an unknown encoder/projector name.
+        ConfigError: two adapters with one key (a modality with several adapters needs a ``name`` for each),
+            the adapters of one modality not given one after another, or an unknown encoder/projector name.
 
     >>> encoders, projectors = build_adapters([{"projector": "linear", "num_tokens": 4}], hidden_size=16)
     >>> encoders["audio"].name, projectors["audio"].num_tokens, projectors["audio"].out_dim
@@ -106,14 +125,12 @@ def build_adapters(specs: Sequence[AdapterSpec | Mapping], hidden_size: int):
     from emollm.modeling.encoders import build_encoder
     from emollm.modeling.projectors import build_projector
 
-    modalities = [s.modality for s in specs]
-    if len(set(modalities)) != len(modalities):
-        raise ConfigError(f"each modality may have one adapter, got {modalities}")
+    check_adapter_specs(specs)
     encoders, projectors = {}, torch.nn.ModuleDict()
     for spec in specs:
         encoder = build_encoder(spec.encoder, **spec.encoder_settings)
-        encoders[spec.modality] = encoder
-        projectors[spec.modality] = build_projector(
+        encoders[spec.key] = encoder
+        projectors[spec.key] = build_projector(
             spec.projector,
             encoder.output_dim,
             hidden_size,
@@ -121,6 +138,46 @@ def build_adapters(specs: Sequence[AdapterSpec | Mapping], hidden_size: int):
             **spec.projector_settings,
         )
     return encoders, projectors
+
+
+def check_adapter_specs(specs: Sequence[AdapterSpec]) -> None:
+    """Refuse specs whose vectors could not fill the placeholders in order.
+
+    Keys must be unique (a modality with several adapters names each), and the adapters of one modality
+    must come one after another (its placeholder's slots are filled in spec order).
+
+    >>> check_adapter_specs([AdapterSpec(name="a"), AdapterSpec(name="b")])
+    >>> check_adapter_specs([AdapterSpec(), AdapterSpec()])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emollm.errors.ConfigError: two adapters share the key 'audio' ... its own name
+    """
+    keys = [s.key for s in specs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ConfigError(
+                f"two adapters share the key {key!r} (adapter keys: {keys}); give each adapter of a modality "
+                f"its own name"
+            )
+    order = [s.modality for s in specs]
+    for i, modality in enumerate(order):
+        if modality in order[:i] and order[i - 1] != modality:
+            raise ConfigError(
+                f"the adapters of one modality must be given one after another (they fill its placeholder in "
+                f"order); got the modalities {order}"
+            )
+
+
+def slot_counts(specs: Sequence[AdapterSpec]) -> dict[str, int]:
+    """Modality -> pseudo-token slots at its placeholder: the sum of its adapters' K, in spec order.
+
+    >>> slot_counts([AdapterSpec(name="functionals", num_tokens=4), AdapterSpec(name="frames", num_tokens=8)])
+    {'audio': 12}
+    """
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.modality] = counts.get(spec.modality, 0) + int(spec.num_tokens)
+    return counts
 
 
 def unwrap_model(model):
@@ -189,8 +246,8 @@ def project_frames(
     """Every projector's K vectors, concatenated in projector order: ``(B, sum K, hidden)``.
 
     Args:
-        projectors: modality -> projector.
-        batched: modality -> ``(frames (B, T, D), mask (B, T))`` from
+        projectors: adapter key -> projector.
+        batched: adapter key -> ``(frames (B, T, D), mask (B, T))`` from
             :func:`emollm.modeling.encoders.pad_frames`.
         text_embeds: ``(B, hidden)`` pooled prompt embeddings (used by ``text_guided_mixer``).
 
@@ -208,7 +265,7 @@ def project_frames(
     extra = [m for m in batched if m not in projectors]
     if missing or extra:
         raise ConfigError(
-            f"frames must be given for exactly the adapted modalities {list(projectors)}; "
+            f"frames must be given for exactly the adapters {list(projectors)}; "
             f"missing {missing}, unexpected {extra}"
         )
     outputs = []

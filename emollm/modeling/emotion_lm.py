@@ -5,8 +5,9 @@
   (:func:`emollm.modeling.lm.score_labels`). Softmax over the labels gives a full distribution.
 - :meth:`EmotionLM.generate`: batched greedy or sampled generation (left padding, stop at EOS).
 
-Adapters (the pseudo-token route) are built by :mod:`emollm.modeling.adapters`: per modality a frozen encoder
-and a learnable projector whose K vectors replace the placeholder (``<|audio|>``) in the prompt's embeddings.
+Adapters (the pseudo-token route) are built by :mod:`emollm.modeling.adapters`: per adapter a frozen encoder
+and a learnable projector whose K vectors replace the placeholder (``<|audio|>``) in the prompt's embeddings;
+a modality with several adapters gets K1 + K2 + ... vectors at its placeholder.
 :func:`load_checkpoint` rebuilds an ``EmotionLM`` from the files :mod:`emollm.modeling.checkpoint` reads.
 
 The prompt side (templates, context, prosody) lives in :mod:`emollm.prompting`.
@@ -45,11 +46,12 @@ class EmotionLM:
             a PEFT adapter.
         tokenizer: Its tokenizer; a pad token (EOS) and left padding are set if missing.
         name: What to call the model in reports (its name or path).
-        encoders: modality -> frozen encoder, for :meth:`encode`.
-        projectors: modality -> projector (a ``ModuleDict``, in placeholder order); registered on the model.
+        encoders: adapter key -> frozen encoder, for :meth:`encode` (the key is the modality, or the
+            adapter's name when a modality has several; see :attr:`adapter_modalities`).
+        projectors: adapter key -> projector (a ``ModuleDict``, in slot order); registered on the model.
         adapters: The :class:`AdapterSpec` list the encoders and projectors were built from (saved with
             checkpoints).
-        frame_normalizers: modality -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` for adapters
+        frame_normalizers: adapter key -> :class:`~emollm.modeling.frame_norm.FrameNormalizer` for adapters
             with ``normalize="speaker"`` (checkpoints restore the training set's; see
             :meth:`fit_frame_normalizers`).
     """
@@ -117,81 +119,98 @@ class EmotionLM:
         return get_projectors(self.model)
 
     @property
+    def adapter_modalities(self) -> dict[str, str]:
+        """Adapter key -> its modality, in slot order (empty for a text-only model).
+
+        The keys are what encoders, projectors, frames and frame statistics are keyed by: the modality
+        itself, or the adapter's name when a modality has several (:attr:`AdapterSpec.key`).
+        """
+        projectors = self.projectors or {}
+        by_key = {spec.key: spec.modality for spec in self.adapters}
+        return {key: by_key.get(key, key) for key in projectors}
+
+    @property
+    def adapter_keys(self) -> tuple[str, ...]:
+        """Adapter keys, in slot order: the keys of the frames every prompt needs (see :meth:`encode`)."""
+        return tuple(self.adapter_modalities)
+
+    @property
     def modalities(self) -> tuple[str, ...]:
-        """Modalities with a projector, in placeholder order (empty for a text-only model)."""
-        projectors = self.projectors
-        return tuple(projectors) if projectors else ()
+        """Modalities with a placeholder in the prompt, in placeholder order (empty for a text-only model)."""
+        return tuple(dict.fromkeys(self.adapter_modalities.values()))
 
     @property
     def num_tokens(self) -> dict[str, int]:
-        """Modality -> K pseudo-tokens."""
+        """Modality -> pseudo-token slots at its placeholder (the sum of its adapters' K)."""
         projectors = self.projectors or {}
-        return {m: int(p.num_tokens) for m, p in projectors.items()}
+        counts: dict[str, int] = {}
+        for key, modality in self.adapter_modalities.items():
+            counts[modality] = counts.get(modality, 0) + int(projectors[key].num_tokens)
+        return counts
 
     @property
     def placeholders(self) -> dict[str, str]:
         """Template variables for the prompt: ``{"audio": "<|audio|>"}`` for each adapted modality."""
         return {m: PLACEHOLDERS[m] for m in self.modalities}
 
-    def encoder_inputs(self, modality: str, audio: Sequence, transcripts: Sequence) -> list:
-        """What ``modality``'s encoder takes for each clip: the audio, or ``{"audio", "transcript"}``.
+    def encoder_inputs(self, key: str, audio: Sequence, transcripts: Sequence) -> list:
+        """What adapter ``key``'s encoder takes for each clip: the audio, or ``{"audio", "transcript"}``.
 
         The dict goes to an encoder that measures vowel by vowel (``takes_transcript``, e.g.
         ``prosody_functionals``); None audio stays None.
         """
-        if not getattr(self.encoders.get(modality), "takes_transcript", False):
+        if not getattr(self.encoders.get(key), "takes_transcript", False):
             return list(audio)
         return [None if a is None else {"audio": a, "transcript": t} for a, t in zip(audio, transcripts)]
 
-    def encode(self, modality: str, inputs: Sequence, speakers: Sequence | None = None) -> list[torch.Tensor]:
-        """The frames ``(T_i, D)`` the projector reads for each input (audio paths/arrays, image folders...).
+    def encode(self, key: str, inputs: Sequence, speakers: Sequence | None = None) -> list[torch.Tensor]:
+        """The frames ``(T_i, D)`` adapter ``key``'s projector reads for each input (audio, image folders...).
 
         The frozen encoder's output, normalised per speaker when the adapter says so
-        (:meth:`normalize_frames`); ``speakers`` gives one speaker id (or None) per input.
+        (:meth:`normalize_frames`); ``speakers`` gives one speaker id (or None) per input. ``key`` is an
+        adapter key (:attr:`adapter_keys`): the modality, unless it has several adapters.
         """
-        if modality not in self.encoders:
-            raise ConfigError(
-                f"no encoder for {modality!r}; this model has {sorted(self.encoders) or 'none'}"
-            )
-        return self.normalize_frames(modality, self.encoders[modality].encode(inputs), speakers)
+        if key not in self.encoders:
+            raise ConfigError(f"no encoder for {key!r}; this model has {sorted(self.encoders) or 'none'}")
+        return self.normalize_frames(key, self.encoders[key].encode(inputs), speakers)
 
-    def normalizes(self, modality: str) -> bool:
-        """Whether ``modality``'s adapter z-scores its frames per speaker (``normalize="speaker"``)."""
-        return any(s.modality == modality and s.normalize == "speaker" for s in self.adapters)
+    def normalizes(self, key: str) -> bool:
+        """Whether adapter ``key`` z-scores its frames per speaker (``normalize="speaker"``)."""
+        return any(s.key == key and s.normalize == "speaker" for s in self.adapters)
 
     def fit_frame_normalizers(self, frames: Mapping[str, Sequence[torch.Tensor]], speakers: Sequence) -> None:
-        """Fit :attr:`frame_normalizers` on raw encoder ``frames`` (modality -> one tensor per clip).
+        """Fit :attr:`frame_normalizers` on raw encoder ``frames`` (adapter key -> one tensor per clip).
 
-        Only modalities whose adapter has ``normalize="speaker"`` are fitted; labels are never needed.
+        Only adapters with ``normalize="speaker"`` are fitted; labels are never needed.
         """
         from emollm.modeling.frame_norm import FrameNormalizer
 
-        for modality, clips in frames.items():
-            if self.normalizes(modality) and clips:
-                self.frame_normalizers[modality] = FrameNormalizer.fit(clips, speakers)
+        for key, clips in frames.items():
+            if self.normalizes(key) and clips:
+                self.frame_normalizers[key] = FrameNormalizer.fit(clips, speakers)
 
     def normalize_frames(
         self,
-        modality: str,
+        key: str,
         frames: Sequence[torch.Tensor],
         speakers: Sequence | None = None,
         normalizers: Mapping | None = None,
     ) -> list[torch.Tensor]:
         """Raw encoder ``frames`` as the projector reads them: unchanged, or z-scored per speaker.
 
-        ``normalizers`` (modality -> ``FrameNormalizer``) are the statistics to use; default the model's own
-        (:attr:`frame_normalizers`).
+        ``key`` is the adapter's key; ``normalizers`` (adapter key -> ``FrameNormalizer``) are the statistics
+        to use; default the model's own (:attr:`frame_normalizers`).
 
         Raises:
             ConfigError: the adapter normalises per speaker but no statistics were fitted or loaded.
         """
         frames = list(frames)
-        if not self.normalizes(modality):
+        if not self.normalizes(key):
             return frames
-        normalizer = (self.frame_normalizers if normalizers is None else normalizers).get(modality)
+        normalizer = (self.frame_normalizers if normalizers is None else normalizers).get(key)
         if normalizer is None:
             raise ConfigError(
-                f"the {modality} adapter normalises frames per speaker, but no statistics are fitted; call "
+                f"the {key} adapter normalises frames per speaker, but no statistics are fitted; call "
                 "fit_frame_normalizers(...) or load a checkpoint that saved them"
             )
         speakers = [None] * len(frames) if speakers is None else list(speakers)
@@ -215,7 +234,7 @@ class EmotionLM:
 
         Args:
             ids: Prompts tokenised by :meth:`tokenize`.
-            frames: One dict per prompt, modality -> encoder frames ``(T, D)`` (from :meth:`encode`).
+            frames: One dict per prompt, adapter key -> encoder frames ``(T, D)`` (from :meth:`encode`).
         """
         from emollm.modeling.encoders import pad_frames
 
@@ -229,16 +248,16 @@ class EmotionLM:
             input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             text_mask[i, : len(row)] = True
         batched = {}
-        for modality in self.modalities:
+        for key in self.adapter_keys:
             rows = []
             for i, item in enumerate(frames):
-                if modality not in item:
+                if key not in item:
                     raise ConfigError(
-                        f"prompt {i} has no {modality!r} frames; this model needs {self.modalities}"
+                        f"prompt {i} has no {key!r} frames; this model needs {self.adapter_keys}"
                     )
-                rows.append(torch.as_tensor(item[modality], dtype=torch.float32))
+                rows.append(torch.as_tensor(item[key], dtype=torch.float32))
             padded, mask = pad_frames(rows)
-            batched[modality] = (padded.to(device), mask.to(device))
+            batched[key] = (padded.to(device), mask.to(device))
         embedding = self.model.get_input_embeddings()
         slots = input_ids == PSEUDO_TOKEN_ID
         token_embeds = embedding(input_ids.masked_fill(slots, 0).to(device))
@@ -248,13 +267,13 @@ class EmotionLM:
 
     def _inputs(self, prompts: Sequence[str], frames):
         """Prompts as the lm functions take them: strings, or ids + pseudo vectors when adapters exist."""
-        if not self.modalities:
+        if not self.adapter_keys:
             if frames is not None:
                 raise ConfigError("frames were given but this model has no adapters (a text-only model)")
             return list(prompts), None
         if frames is None:
             raise ConfigError(
-                f"this model has {list(self.modalities)} adapters: pass frames=[{{modality: frames}}, ...] "
+                f"this model has {list(self.adapter_keys)} adapters: pass frames=[{{key: frames}}, ...] "
                 f"(see EmotionLM.encode), one per prompt"
             )
         ids = self.tokenize(prompts)
@@ -324,7 +343,7 @@ class EmotionLM:
 
     def prompt_length(self, prompt: str) -> int:
         """Number of tokens of ``prompt`` as the model sees it (placeholders count K each)."""
-        if self.modalities:
+        if self.adapter_keys:
             return len(self.tokenize([prompt])[0])
         return len(_encode_prompt(self.tokenizer, prompt))
 

@@ -135,7 +135,7 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     )  # fmt: skip
 
     # 3. Model: an SFT checkpoint (LoRA and projectors stay trainable) or a base model with a fresh LoRA
-    fresh = [adapter_args.to_spec()] if route_has_adapters(script_args.route) else []
+    fresh = adapter_args.to_specs() if route_has_adapters(script_args.route) else []
     quantization = get_quantization_config(model_args)
     start = model_args.model_name_or_path
     lm, base_model, model = load_policy(

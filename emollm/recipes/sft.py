@@ -32,7 +32,8 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, TrlParser, get_peft_config, get_quantization_config
 
-from emollm.errors import check_config
+from emollm.augment import augment_utterances, parse_augmentations
+from emollm.errors import ConfigError, check_config
 from emollm.evaluation.harness import EvalConfig, evaluate
 from emollm.inputs import PromptBuilder, describe_utterances, encode_utterances, label_spec, select_utterances
 from emollm.labels import parse_label_option
@@ -95,6 +96,14 @@ class ScriptArguments:
             "choices": ["score", "generate"],
         },
     )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "training-audio augmentation, comma-separated (train split only, never evaluation): "
+            "speed0.9, speed1.1 (Kaldi speed perturbation), pitch+2 / pitch-2 (semitones, Praat), noise20 "
+            "(white noise at 20 dB SNR); each adds one copy of every training clip, as a new voice; none: off"
+        },
+    )
     class_weights: str = field(
         default="none",
         metadata={
@@ -113,6 +122,16 @@ class ScriptArguments:
             if str(getattr(self, name)).lower() in ("none", "null", ""):
                 setattr(self, name, None)
         problems = check_recipe_config(self)
+        try:
+            augmentations = parse_augmentations(self.augment)
+        except ConfigError as error:
+            problems.append(str(error))
+        else:
+            if augmentations and self.route == "none":
+                problems.append(
+                    f"augment {self.augment!r} changes the audio, but route none shows no audio; use route "
+                    f"text, tokens or both, or augment none"
+                )
         if self.target == "reasoning" and asks_for_tags(self.strategy) is False:
             problems.append(
                 f"target reasoning needs a template that asks for <think>/<answer> (acoustic or cot); "
@@ -135,12 +154,19 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     logger.warning(
         "training on %d utterances of %s/%s", len(train), script_args.dataset, script_args.train_split
     )
+    #    ... plus augmented copies of their audio (each copy a new voice: its own per-speaker statistics);
+    #    the evaluation in step 6 reads its own split, never these
+    augmentations = parse_augmentations(script_args.augment)
+    if augmentations:
+        copies = augment_utterances(train, augmentations, seed=training_args.seed)
+        logger.warning("augmentation %s: %d copies", ", ".join(a.name for a in augmentations), len(copies))
+        train = train + copies
 
     # 2. Model: the base LLM (4-bit for QLoRA if asked) with, for the tokens routes, a fresh audio adapter;
     #    or an emollm checkpoint to continue, e.g. the projector-alignment stage (--use_peft false) whose
     #    projectors go on training here beside a new LoRA (two-stage training, as LLaVA's)
     start = model_args.model_name_or_path
-    fresh = [adapter_args.to_spec()] if route_has_adapters(script_args.route) else []
+    fresh = adapter_args.to_specs() if route_has_adapters(script_args.route) else []
     adapters = checkpoint_adapters(start) if is_checkpoint(start) else fresh
     last = last_checkpoint(training_args.output_dir)
     if last:  # before any work: a rerun with other adapters is refused at once
@@ -180,7 +206,11 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         weights = class_weights([u.label for u in train], script_args.class_weights)
         logger.warning("class weights (%s): %s", script_args.class_weights, json.dumps(weights))
     collator = MultimodalCollator(
-        lm.tokenizer, lm.num_tokens, max_length=training_args.max_length, loss_weights=weights
+        lm.tokenizer,
+        lm.num_tokens,
+        max_length=training_args.max_length,
+        loss_weights=weights,
+        frame_keys=lm.adapter_keys,
     )
     cut = collator.check(examples)  # a prompt that cannot fit fails here, not mid-epoch
     if cut:
@@ -206,7 +236,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         },
         frame_normalizers=frame_normalizers,  # the training speakers' (evaluation refits its own)
         projector_learning_rate=adapter_args.projector_learning_rate,
-        training_record={"class_weights": script_args.class_weights, "loss_weights": weights},
+        training_record={
+            "class_weights": script_args.class_weights,
+            "loss_weights": weights,
+            "augment": [a.name for a in augmentations],
+            "augment_seed": training_args.seed,
+            "train_utterances": len(train),
+        },
     )
     train_or_resume(trainer, last, training_args.max_steps)
 

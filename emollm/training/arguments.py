@@ -45,7 +45,13 @@ def route_has_prosody(route: str) -> bool:
 
 @dataclass
 class AdapterArguments:
-    """The audio adapter (routes tokens and both)."""
+    """The audio adapter (routes tokens and both), and optionally a second encoder at the same placeholder.
+
+    With ``second_encoder`` the ``<|audio|>`` placeholder gets ``num_tokens + second_num_tokens`` vectors: the
+    first encoder's projector fills the first K1 slots, the second's the next K2 (e.g. the utterance's prosody
+    functionals and its frame-level prosody). Each has its own projector, saved with the checkpoint; both use
+    ``normalize`` and ``encoder_path``.
+    """
 
     encoder: str = field(
         default="prosody_frames",
@@ -71,27 +77,69 @@ class AdapterArguments:
             "choices": list(NORMALIZATIONS),
         },
     )
+    second_encoder: str | None = field(
+        default=None,
+        metadata={
+            "help": f"a second encoder at the same <|audio|> placeholder, with its own projector: "
+            f"{', '.join(ENCODERS)} (default: none)"
+        },
+    )
+    second_projector: str | None = field(
+        default=None, metadata={"help": "the second encoder's projector (default: the same as projector)"}
+    )
+    second_num_tokens: int = field(default=8, metadata={"help": "K pseudo-tokens of the second encoder"})
 
     def __post_init__(self):
+        if str(self.second_encoder).lower() in ("none", "null", ""):
+            self.second_encoder = None
         problems = []
-        if self.num_tokens < 1:
-            problems.append(f"num_tokens is {self.num_tokens}; it must be >= 1")
+        for name in ("num_tokens", "second_num_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} is {getattr(self, name)}; it must be >= 1")
+        if self.second_encoder is not None and self.second_encoder not in ENCODERS:
+            problems.append(
+                f"second_encoder {self.second_encoder!r} is unknown; accepted: {', '.join(ENCODERS)}"
+            )
+        if self.second_encoder == self.encoder:
+            problems.append(f"second_encoder is {self.second_encoder!r}, the same as encoder; choose another")
+        if self.second_projector is not None and self.second_projector not in PROJECTORS:
+            problems.append(
+                f"second_projector {self.second_projector!r} is unknown; accepted: {', '.join(PROJECTORS)}"
+            )
         if self.projector_learning_rate is not None and self.projector_learning_rate <= 0:
             problems.append(f"projector_learning_rate is {self.projector_learning_rate}; it must be > 0")
         check_config(self, problems)
 
-    def to_spec(self, modality: str = "audio"):
-        """The :class:`~emollm.modeling.adapters.AdapterSpec` these arguments describe.
+    def to_specs(self, modality: str = "audio") -> list:
+        """The :class:`~emollm.modeling.adapters.AdapterSpec` list these arguments describe.
 
-        >>> AdapterArguments(num_tokens=4).to_spec().num_tokens
-        4
+        One adapter keyed by the modality; with a second encoder, two keyed by their encoders' names.
+
+        >>> [(s.key, s.num_tokens) for s in AdapterArguments(num_tokens=4).to_specs()]
+        [('audio', 4)]
+        >>> args = AdapterArguments("prosody_functionals", num_tokens=4, second_encoder="prosody_frames")
+        >>> [(s.key, s.num_tokens) for s in args.to_specs()]
+        [('prosody_functionals', 4), ('prosody_frames', 8)]
         """
         from emollm.modeling.adapters import AdapterSpec
 
         settings = {"path": self.encoder_path} if self.encoder_path else {}
-        return AdapterSpec(
+        first = AdapterSpec(
             modality, self.encoder, self.projector, self.num_tokens, settings, normalize=self.normalize
         )
+        if self.second_encoder is None:
+            return [first]
+        first.name = self.encoder
+        second = AdapterSpec(
+            modality,
+            self.second_encoder,
+            self.second_projector or self.projector,
+            self.second_num_tokens,
+            dict(settings),
+            normalize=self.normalize,
+            name=self.second_encoder,
+        )
+        return [first, second]
 
 
 def check_recipe_config(script_args) -> list[str]:

@@ -8,7 +8,8 @@ The collator
   (:func:`emollm.modeling.injection.tokenize_with_placeholders`) and the completion followed by EOS;
 - sets ``labels`` to -100 on the prompt, the slots and the padding, so the loss covers the completion only;
 - right-pads the ids (training needs no left padding: positions start at 0 in every row);
-- pads the frames of each modality to ``<modality>_frames`` ``(B, T, D)`` and ``<modality>_mask``;
+- pads the frames of each adapter to ``<key>_frames`` ``(B, T, D)`` and ``<key>_mask`` (the key is the
+  modality, or the adapter's name when a modality has several: ``frame_keys``);
 - returns ``text_mask``, true at the prompt's text tokens (what ``text_guided_mixer`` pools).
 
 >>> import torch
@@ -39,13 +40,16 @@ class MultimodalCollator:
 
     Args:
         tokenizer: The LLM's tokenizer (needs ``eos_token_id``).
-        num_tokens: modality -> K pseudo-tokens; empty for text-only SFT.
+        num_tokens: modality -> pseudo-token slots at its placeholder (``EmotionLM.num_tokens``); empty for
+            text-only SFT.
         max_length: Longest sequence allowed; a longer completion is cut at the end (:meth:`check` lists
             which, before training), a prompt that does not fit raises (raise ``max_length`` or show fewer
             context turns).
         add_special_tokens: Tokenizer special tokens for the prompt (False for chat-formatted prompts).
         loss_weights: label -> weight (:func:`emollm.training.sft.class_weights`); when given, every
             example needs a ``label`` and the batch carries ``loss_weights`` ``(B,)``.
+        frame_keys: The adapter keys whose ``<key>_frames`` each example carries (``EmotionLM.adapter_keys``);
+            default the modalities of ``num_tokens`` (one adapter per modality).
     """
 
     tokenizer: object
@@ -53,6 +57,7 @@ class MultimodalCollator:
     max_length: int | None = 1024
     add_special_tokens: bool = False
     loss_weights: Mapping[str, float] | None = None
+    frame_keys: Sequence[str] | None = None
 
     def _tokens(self, example: Mapping) -> tuple[list[int], list[int]]:
         """The prompt's ids (slots expanded) and the completion's ids + EOS, uncut."""
@@ -118,12 +123,12 @@ class MultimodalCollator:
                     f"no loss weight for label(s) {unknown}; weighted: {', '.join(self.loss_weights)}"
                 )
             batch["loss_weights"] = torch.tensor([self.loss_weights[e["label"]] for e in examples])
-        for modality in self.num_tokens:
+        for adapter in self.num_tokens if self.frame_keys is None else self.frame_keys:
             from emollm.modeling.encoders import pad_frames
 
-            key = f"{modality}_frames"
+            key = f"{adapter}_frames"
             if any(key not in example for example in examples):
-                raise ConfigError(f"every example needs {key!r} (the {modality} encoder's frames)")
+                raise ConfigError(f"every example needs {key!r} (the {adapter} encoder's frames)")
             frames = [torch.as_tensor(example[key], dtype=torch.float32) for example in examples]
-            batch[key], batch[f"{modality}_mask"] = pad_frames(frames)
+            batch[key], batch[f"{adapter}_mask"] = pad_frames(frames)
         return batch

@@ -26,7 +26,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from emollm.errors import ConfigError
-from emollm.modeling.adapters import build_inputs_embeds
+from emollm.modeling.adapters import build_inputs_embeds, slot_counts
 from emollm.modeling.adapters import unwrap_model as unwrap
 from emollm.modeling.encoders import pad_frames
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
@@ -44,7 +44,7 @@ def build_grpo_examples(
     prosody: Mapping[str, str | None] | None = None,
     frames: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[dict]:
-    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<modality>_frames"}``.
+    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<key>_frames"}``.
 
     Args:
         utterances: Labelled :class:`~emollm.data.Utterance` objects.
@@ -52,7 +52,7 @@ def build_grpo_examples(
             the prompt (use a template that asks for ``<think>``/``<answer>``, e.g. ``acoustic`` or ``cot``,
             so the format reward can be earned).
         prosody: utterance id -> prosody description (None or missing: none shown).
-        frames: modality -> (utterance id -> encoder frames), for a model with adapters.
+        frames: adapter key -> (utterance id -> encoder frames), for a model with adapters.
 
     Raises:
         ConfigError: an utterance without a label, or without frames for an adapted modality.
@@ -126,7 +126,8 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.num_tokens = {spec.modality: spec.num_tokens for spec in self.adapter_specs}
+        self.num_tokens = slot_counts(self.adapter_specs)  # modality -> slots at its placeholder
+        self.frame_keys = [spec.key for spec in self.adapter_specs]  # what each row's frames are keyed by
         if self.num_tokens and (self.use_vllm or self.use_transformers_continuous_batching):
             raise ConfigError(
                 "audio pseudo-tokens need generation from inputs_embeds: set use_vllm and "
@@ -154,12 +155,12 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
     def _generate_and_score_completions(self, inputs):
         device = self.accelerator.device
         self._frames = {}
-        for modality in self.num_tokens:
-            key = f"{modality}_frames"
+        for adapter in self.frame_keys:
+            key = f"{adapter}_frames"
             if any(key not in row for row in inputs):
-                raise ConfigError(f"every row needs {key!r} (the {modality} encoder's frames)")
+                raise ConfigError(f"every row needs {key!r} (the {adapter} encoder's frames)")
             frames, mask = pad_frames([torch.as_tensor(row[key], dtype=torch.float32) for row in inputs])
-            self._frames[key], self._frames[f"{modality}_mask"] = frames.to(device), mask.to(device)
+            self._frames[key], self._frames[f"{adapter}_mask"] = frames.to(device), mask.to(device)
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
@@ -168,7 +169,7 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
         return output
 
     def _compute_loss(self, model, inputs):
-        self._frames = {key: inputs[key] for m in self.num_tokens for key in (f"{m}_frames", f"{m}_mask")}
+        self._frames = {key: inputs[key] for a in self.frame_keys for key in (f"{a}_frames", f"{a}_mask")}
         try:
             return super()._compute_loss(model, inputs)
         finally:
@@ -180,7 +181,7 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
         if not self._frames:
             raise RuntimeError("pseudo-token rows reached the model without their frames")
         return {
-            m: (self._frames[f"{m}_frames"][rows], self._frames[f"{m}_mask"][rows]) for m in self.num_tokens
+            a: (self._frames[f"{a}_frames"][rows], self._frames[f"{a}_mask"][rows]) for a in self.frame_keys
         }
 
     # -- the model reads inputs_embeds ----------------------------------------------------------------------

@@ -129,13 +129,25 @@ def build_examples(
             prompt, the model's placeholders) that renders each prompt exactly as at inference.
         target: See :func:`make_completion`.
         prosody: utterance id -> prosody description (None or missing: none shown).
-        frames: modality -> (utterance id -> encoder frames), for a model with adapters
-            (:func:`emollm.inputs.encode_utterances`).
+        frames: adapter key -> (utterance id -> encoder frames), for a model with adapters
+            (:func:`emollm.inputs.encode_utterances`); each becomes the example's ``<key>_frames``.
 
     Raises:
-        ConfigError: an utterance without a label, or without frames for an adapted modality.
+        ConfigError: an utterance without a label, or without frames for an adapter, or adapters for a
+            prompt without a placeholder (or the reverse).
     """
     reasons = prompts.asks_for_tags
+    if prompts.modalities and not frames:
+        first = utterances[0].id if utterances else "any utterance"
+        raise ConfigError(
+            f"no {'/'.join(prompts.modalities)} frames for {first}; the prompt's placeholder needs the "
+            f"frames of the model's adapters (encode_utterances)"
+        )
+    if frames and not prompts.modalities:
+        raise ConfigError(
+            f"frames for adapters {sorted(frames)} but the prompt has no placeholder: build the "
+            f"PromptBuilder with the model's placeholders"
+        )
     prosody = prosody or {}
     examples = []
     for utt in utterances:
@@ -150,13 +162,11 @@ def build_examples(
             ),
             "label": utt.label,
         }
-        for modality in prompts.modalities:
-            clip = (frames or {}).get(modality, {}).get(utt.id)
+        for key, by_id in (frames or {}).items():
+            clip = by_id.get(utt.id)
             if clip is None:
-                raise ConfigError(
-                    f"no {modality} frames for {utt.id}; the model's {modality} adapter needs them"
-                )
-            example[f"{modality}_frames"] = clip.tolist()
+                raise ConfigError(f"no {key} frames for {utt.id}; the model's {key} adapter needs them")
+            example[f"{key}_frames"] = clip.tolist()
         examples.append(example)
     return examples
 
