@@ -19,6 +19,9 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
   ``--projector-lr`` (the projector's own learning rate) override the configs (``--epochs`` defaults to
   theirs, 2: 210 steps of batch 8). (d) is the tokens route with the ``prosody_functionals`` encoder, K=4,
   projector learning rate 1e-3.
+* **(e)-(j)**: levers on top of (d) (``VARIANTS``): a second encoder at the same placeholder, training-time
+  augmentation (train clips only; compute-matched, 210 steps like (d)), class weights, LoRA on the MLP too.
+  Not in the default ``--rows``: ``--rows functionals-speed,functionals-noise`` etc.
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
 and the gap of (c) to the peer in WA points (the issue's goal: (c) beats the peer), with its paired-bootstrap
@@ -48,6 +51,41 @@ ROUTES = {
     "tokens": "(b) SFT, pseudo-tokens",
     "both": "(c) SFT, both",
     "functionals": "(d) SFT, prosody functionals as 4 pseudo-tokens",
+    "functionals-frames": "(e) SFT, functionals (K=4) + frames (K=8) at one placeholder",
+    "functionals-speed": "(f) (d) + speed 0.9/1.1 copies, same steps",
+    "functionals-pitch": "(g) (d) + pitch -2/+2 st copies, same steps",
+    "functionals-noise": "(h) (d) + noise 20 dB copies, same steps",
+    "functionals-balanced": "(i) (d) + balanced class weights",
+    "functionals-mlp": "(j) (d) + LoRA on attention and MLP",
+}
+# row -> (config under recipes/configs/ravdess/, extra overrides). The augmentation rows keep (d)'s 210
+# steps (2 epochs of 840 clips): with n copies per clip, 2 / (1 + n) epochs of the larger set, so they cost
+# what (d) costs and the comparison is at equal compute, not more updates.
+VARIANTS = {
+    "functionals-frames": ("sft_functionals_frames.yaml", []),
+    "functionals-speed": (
+        "sft_functionals.yaml",
+        ["--augment", "speed0.9,speed1.1", "--num_train_epochs", str(2 / 3)],
+    ),
+    "functionals-pitch": (
+        "sft_functionals.yaml",
+        ["--augment", "pitch-2,pitch+2", "--num_train_epochs", str(2 / 3)],
+    ),
+    "functionals-noise": ("sft_functionals.yaml", ["--augment", "noise20", "--num_train_epochs", "1"]),
+    "functionals-balanced": ("sft_functionals.yaml", ["--class_weights", "balanced"]),
+    "functionals-mlp": (
+        "sft_functionals.yaml",
+        [
+            "--lora_target_modules",
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+    ),
 }
 PEER = "peer: eGeMAPSv02 functionals, speaker z, LR"
 LABELS = "ravdess8"
@@ -108,8 +146,9 @@ def main() -> None:
         if route not in wanted:
             continue
         output_dir = str(Path(args.output_root) / f"ravdess-{route}")
-        config = REPO / "recipes" / "configs" / "ravdess" / f"sft_{route}.yaml"
-        overrides = recipe_overrides(args, output_dir)
+        config_name, extra = VARIANTS.get(route, (f"sft_{route}.yaml", []))
+        config = REPO / "recipes" / "configs" / "ravdess" / config_name
+        overrides = recipe_overrides(args, output_dir) + extra
         settings = {"config": str(config.relative_to(REPO)), "overrides": overrides}
         if results.done(title, settings):
             print(f"{title}: already in {args.out}", file=sys.stderr)
