@@ -1,14 +1,19 @@
-"""Read a generic CSV/TSV/JSONL manifest into :class:`~emollm.data.schema.Utterance` records.
+r"""Read a generic CSV/TSV/JSONL manifest into :class:`~emollm.data.schema.Utterance` records.
 
-Also home of :class:`LabelMapper`, which every reader uses to map raw labels to a label set and to report,
-in one consistent log message, the rows it dropped because their label has no match.
+Also home of what the corpus readers share: :class:`LabelMapper`, which maps raw labels to a label set and
+reports, in one consistent log message, the rows it dropped because their label has no match;
+:func:`read_csv_rows`, which refuses rows with missing or extra fields and rows swallowed by an unclosed
+quote; and :func:`decode_mixed`, which reads the bytes of a file that are not UTF-8 as Windows-1252.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -101,16 +106,184 @@ class LabelMapper:
 def read_csv_rows(f, *, source: str, corpus: str, required: Sequence[str], delimiter: str = ",") -> list:
     """Rows of a CSV stream as ``(line number, row dict)``; DataError naming any missing column.
 
-    Shared by the corpus readers whose files are CSV with known columns.
+    Shared by the corpus readers whose files are CSV with known columns. A cell may hold a line break,
+    but not lines that look like whole rows (an unclosed quote swallowing the rows after it), and every
+    row must have as many fields as the header.
     """
-    reader = csv.DictReader(f, delimiter=delimiter)
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    where = f"{corpus} file {source!r}"
+    reader = csv.reader(f, delimiter=delimiter)
+    fieldnames = _csv_header(reader, where)
+    missing = [c for c in required if c not in (fieldnames or [])]
     if missing:
         raise DataError(
-            f"{corpus} file {source!r} lacks columns {missing}; columns seen: {reader.fieldnames}; "
-            f"needed: {list(required)}"
+            f"{where} lacks columns {missing}; columns seen: {fieldnames}; needed: {list(required)}"
         )
-    return [(reader.line_num, row) for row in reader]
+    return list(_csv_records(reader, fieldnames, where, delimiter=delimiter, line_breaks=True))
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _csv_header(reader, where: str) -> list[str] | None:
+    """The header row of a ``csv.reader`` (None for an empty file), refusing an unclosed quote in it."""
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataError(f"{where} line 1: {err}") from None
+    if header is not None and reader.line_num > 1:
+        _check_line_breaks(header, header, where, 1, reader.line_num, ",", False)
+    return header
+
+
+def _csv_records(
+    reader, header: list[str], where: str, *, delimiter: str, line_breaks: bool
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(first line, row)`` for every record after the header; blank lines are skipped.
+
+    Raises:
+        DataError: naming the line, for a row with more or fewer fields than the header, for a cell that
+            runs over several lines (``line_breaks`` False) or holds lines that look like whole rows
+            (``line_breaks`` True): both the mark of an unclosed quote.
+    """
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:  # e.g. "field larger than field limit": a quote swallowing the file
+            raise DataError(
+                f"{where} line {start}: {err} (an unclosed quote?); write a quote inside a quoted cell as "
+                'two ("")'
+            ) from None
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{where} line {start} is not valid UTF-8 ({err.reason}); save it as UTF-8"
+            ) from None
+        if not fields:
+            continue
+        if reader.line_num > start:
+            _check_line_breaks(fields, header, where, start, reader.line_num, delimiter, line_breaks)
+        if len(fields) != len(header):
+            missing = f"; missing: {header[len(fields) :]}" if len(fields) < len(header) else ""
+            raise DataError(
+                f"{where} line {start}: {len(fields)} fields, but the header has {len(header)}: "
+                f"{header}{missing}"
+            )
+        yield start, dict(zip(header, fields))
+
+
+def _check_line_breaks(
+    fields: list[str], header: list[str], where: str, start: int, end: int, delimiter: str, line_breaks: bool
+) -> None:
+    """Refuse a record over lines ``start``-``end`` whose cells hold line breaks.
+
+    With ``line_breaks`` a cell may hold line breaks, but not lines with as many delimiters as a whole row.
+    """
+    whole_row = max(1, len(header) - 1)
+    for i, value in enumerate(fields):
+        lines = _LINE_BREAK.split(value)
+        if len(lines) < 2:
+            continue
+        if line_breaks and not any(line.count(delimiter) >= whole_row for line in lines[1:]):
+            continue
+        name = header[i] if i < len(header) else f"field {i + 1}"
+        what = "holds what look like whole rows" if line_breaks else "holds line breaks"
+        raise DataError(
+            f"{where} line {start}: the {name!r} cell runs over lines {start}-{end} and {what}: an unclosed "
+            f'quote? A cell that opens with a quote (") must close with one, and a quote inside a quoted '
+            f'cell is written as two ("")'
+            + ("" if line_breaks else "; for text with line breaks use a JSONL manifest")
+        )
+
+
+# -- text encodings -----------------------------------------------------------------------------------------
+
+
+def _cp1252_char(byte: int) -> str:
+    """The character Windows-1252 gives a byte; its five unassigned bytes fall back to Latin-1."""
+    try:
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
+
+
+_ESCAPED_RE = re.compile("[\udc80-\udcff]+")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_mixed(raw: bytes) -> str:
+    r"""Decode bytes as UTF-8, reading every byte that is not valid UTF-8 as Windows-1252.
+
+    >>> decode_mixed("café ".encode() + b"must\x92ve")
+    'café must’ve'
+    """
+    text = raw.decode("utf-8", errors="surrogateescape")
+    return _ESCAPED_RE.sub(lambda m: "".join(_cp1252_char(ord(c) - 0xDC00) for c in m.group()), text)
+
+
+def decode_manifest(raw: bytes, where: str) -> str:
+    r"""The text of a manifest's bytes: UTF-8 (with or without a BOM) or UTF-16/32 with a BOM.
+
+    Bytes that are not valid UTF-8 are read as Windows-1252 (what Excel on Windows saves as "CSV"; Latin-1
+    gives the same letters), as the MELD reader does, with one warning naming the first such line and how
+    it reads, so a file in yet another encoding is noticed.
+
+    Args:
+        raw: The file's bytes.
+        where: The file, for messages (``"manifest 'm.csv'"``).
+
+    Raises:
+        DataError: for a NUL byte (UTF-16 without its BOM, or not a text file) or a broken UTF-16/32 file.
+
+    >>> decode_manifest(b"id,text\n1,caf\xe9\n", "manifest 'm.csv'")
+    'id,text\n1,café\n'
+    """
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{where} starts with a {codec} byte-order mark but is not {codec}: {err}"
+                ) from None
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise DataError(
+            f"{where} line {line} holds a NUL byte: UTF-16 without its byte-order mark, or not a text file? "
+            "save it as UTF-8"
+        )
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        text = decode_mixed(raw)
+        line = raw.count(b"\n", 0, err.start) + 1
+        lines = sum(1 for chunk in raw.split(b"\n") if not _is_utf8(chunk))
+        logger.warning(
+            "%s is not valid UTF-8 (first at line %d, byte 0x%02x; %d line(s) in all): read those bytes as "
+            "Windows-1252, so line %d reads %r; if the file uses another encoding, save it as UTF-8",
+            where,
+            line,
+            raw[err.start],
+            lines,
+            line,
+            text.split("\n")[line - 1].rstrip("\r")[:120],
+        )
+        return text
+
+
+def _is_utf8(chunk: bytes) -> bool:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def manifest_format(path: str | Path) -> str:
@@ -131,31 +304,26 @@ def manifest_format(path: str | Path) -> str:
 
 def _read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, row)`` for every record of a CSV/TSV/JSONL file."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        if fmt in ("csv", "tsv"):
-            reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
-            if reader.fieldnames is None:
-                raise DataError(f"manifest {str(path)!r} is empty: it has no header row")
-            for row in reader:
-                if None in row:
-                    raise DataError(
-                        f"manifest {str(path)!r} line {reader.line_num}: {len(row) - 1 + len(row[None])} "
-                        f"fields, but the header has {len(reader.fieldnames)}: {reader.fieldnames}"
-                    )
-                yield reader.line_num, row
-            return
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"manifest {str(path)!r} line {lineno} is not valid JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"manifest {str(path)!r} line {lineno}: expected a JSON object, got {type(row).__name__}"
-                )
-            yield lineno, row
+    where = f"manifest {str(path)!r}"
+    f = io.StringIO(decode_manifest(path.read_bytes(), where), newline="")
+    if fmt in ("csv", "tsv"):
+        delimiter = "," if fmt == "csv" else "\t"
+        reader = csv.reader(f, delimiter=delimiter)
+        header = _csv_header(reader, where)
+        if header is None:
+            raise DataError(f"{where} is empty: it has no header row")
+        yield from _csv_records(reader, header, where, delimiter=delimiter, line_breaks=False)
+        return
+    for lineno, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where} line {lineno} is not valid JSON: {e}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where} line {lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
 
 
 def _resolve_columns(
@@ -237,7 +405,9 @@ def read_manifest(
     Columns are found by name: ``id``, ``audio_path`` (or ``path``), ``transcript`` (or ``text``), ``label``
     (or ``emotion``), ``speaker``, ``gender``, ``dialogue_id`` and ``turn``; ``columns`` overrides any of
     them. Every other column goes into ``meta`` (CSV cells as strings, JSON values as they are). Empty
-    cells are None. Without an id column, ids are ``"<file stem>/<row>"`` with rows counted from 1.
+    cells are None. Without an id column, ids are ``"<file stem>/<row>"`` with rows counted from 1. CSV
+    and TSV cells cannot hold line breaks (JSONL strings can). The file is UTF-8; bytes that are not are
+    read as Windows-1252, with a warning (see :func:`decode_manifest`).
 
     Args:
         path: The manifest; the format comes from the extension (.csv, .tsv, .jsonl, .json-lines).
@@ -253,7 +423,8 @@ def read_manifest(
 
     Raises:
         DataError: for a missing file, an unsupported extension, a missing required column, a malformed
-            row or a repeated id.
+            row (more or fewer fields than the header, a cell running over several lines: an unclosed
+            quote), a NUL byte or a repeated id.
         ConfigError: for an unknown field name in ``columns`` or an unknown label set.
 
     >>> import tempfile, pathlib

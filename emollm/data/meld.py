@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emollm.data.manifest import LabelMapper, read_csv_rows
+from emollm.data.manifest import LabelMapper, _cp1252_char, decode_mixed, read_csv_rows
 from emollm.data.schema import Turn, Utterance
 from emollm.errors import ConfigError, DataError
 from emollm.labels import LabelSet
@@ -54,14 +54,6 @@ ASCII_PUNCTUATION = str.maketrans(
 )
 
 
-def _cp1252_char(byte: int) -> str:
-    """The character Windows-1252 gives a byte; its five unassigned bytes fall back to Latin-1."""
-    try:
-        return bytes([byte]).decode("cp1252")
-    except UnicodeDecodeError:
-        return chr(byte)
-
-
 _CP1252_BYTE = {_cp1252_char(b): b for b in range(0x80, 0x100)}
 _C1_RE = re.compile("[\u0080-\u009f]")
 _CONT = "[" + re.escape("".join(_cp1252_char(b) for b in range(0x80, 0xC0))) + "]"
@@ -69,7 +61,6 @@ _CONT = "[" + re.escape("".join(_cp1252_char(b) for b in range(0x80, 0xC0))) + "
 _MOJIBAKE_RE = re.compile(
     "[\u00c2-\u00df]" + _CONT + "|[\u00e0-\u00ef]" + _CONT + "{2}|[\u00f0-\u00f4]" + _CONT + "{3}"
 )
-_ESCAPED_RE = re.compile("[\udc80-\udcff]+")
 
 
 def _unmojibake(match: re.Match[str]) -> str:
@@ -77,16 +68,6 @@ def _unmojibake(match: re.Match[str]) -> str:
         return bytes(_CP1252_BYTE[c] for c in match.group()).decode("utf-8")
     except UnicodeDecodeError:
         return match.group()
-
-
-def decode_mixed(raw: bytes) -> str:
-    r"""Decode bytes as UTF-8, reading every byte that is not valid UTF-8 as Windows-1252.
-
-    >>> decode_mixed("café ".encode() + b"must\x92ve")
-    'café must’ve'
-    """
-    text = raw.decode("utf-8", errors="surrogateescape")
-    return _ESCAPED_RE.sub(lambda m: "".join(_cp1252_char(ord(c) - 0xDC00) for c in m.group()), text)
 
 
 def repair_text(text: str) -> str:

@@ -8,18 +8,29 @@
 - :func:`last_checkpoint`, :func:`check_resumable`, :func:`finished` and :func:`train_or_resume`: what a
   recipe does with an ``output_dir`` that already holds checkpoints (resume, refuse other adapters, or load
   the last step's weights without training again).
+- :func:`checkpoint_problems`: what a ``checkpoint-N`` folder lacks to be resumed from. ``Trainer`` writes
+  a checkpoint file by file (weights, emollm's files, optimizer, scheduler, RNG state, ``trainer_state.json``
+  last), so a run killed while saving leaves an incomplete folder; the rerun resumes from the newest
+  complete one, and never with a fresh optimizer (it would end with other weights than an uncut run).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from emollm.errors import ConfigError, ModelError
 from emollm.modeling.adapters import AdapterSpec, get_projectors
-from emollm.modeling.checkpoint import load_projector_weights, read_checkpoint_config, save_checkpoint
+from emollm.modeling.checkpoint import (
+    CONFIG_NAME,
+    PROJECTORS_NAME,
+    load_projector_weights,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +86,120 @@ class EmollmCheckpointMixin:
             load_projector_weights(projectors, resume_from_checkpoint)
 
 
-def last_checkpoint(output_dir) -> str | None:
-    """The newest ``checkpoint-N`` folder in ``output_dir``, or None (also when the folder does not exist)."""
-    from transformers.trainer_utils import get_last_checkpoint
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")  # transformers' checkpoint folders
+LORA_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+MODEL_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+NEEDS = (
+    "a checkpoint is resumed from when it holds trainer_state.json, the weights, emollm_config.json and the "
+    "optimizer and scheduler state (without them a resumed run would go on with a fresh optimizer and end "
+    "with other weights than an uncut run)"
+)
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+def checkpoint_problems(checkpoint) -> list[str]:
+    """What the ``checkpoint-N`` folder lacks to be resumed from; an empty list when it is complete.
+
+    Complete means: a readable ``trainer_state.json`` (``Trainer`` writes it last), a readable
+    ``emollm_config.json``, the weights (the LoRA adapter, or the model when no LoRA was trained, and
+    ``projectors.safetensors`` for the tokens routes), and the optimizer and scheduler state (DeepSpeed's
+    own layout counts as both).
+
+    >>> checkpoint_problems("no/such/checkpoint-3")[:2]
+    ['no trainer_state.json', 'no emollm_config.json']
+    """
+    folder = Path(checkpoint)
+    problems = []
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        problems.append("no trainer_state.json")
+    else:
+        try:
+            int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problems.append(f"trainer_state.json is unreadable ({type(err).__name__}: {err})")
+    config = None
+    if not (folder / CONFIG_NAME).is_file():
+        problems.append(f"no {CONFIG_NAME}")
+    else:
+        try:
+            config = read_checkpoint_config(folder)
+        except ModelError as err:
+            problems.append(str(err))
+    lora = config.get("lora", True) if config is not None else None
+    if lora and not _has_any(folder, LORA_WEIGHTS):
+        problems.append(f"no LoRA weights ({LORA_WEIGHTS[0]})")
+    elif lora is False and not (_has_any(folder, MODEL_WEIGHTS) or any(folder.glob("pytorch_model_fsdp*"))):
+        problems.append(f"no model weights ({MODEL_WEIGHTS[0]})")
+    if config is not None and config["adapters"] and not (folder / PROJECTORS_NAME).is_file():
+        problems.append(f"no projector weights ({PROJECTORS_NAME})")
+    deepspeed = (folder / "latest").is_file() and any(folder.glob("global_step*"))
+    if not (deepspeed or _has_optimizer_state(folder)):
+        problems.append("no optimizer state (optimizer.pt)")
+    if not (deepspeed or (folder / "scheduler.pt").is_file()):
+        problems.append("no scheduler state (scheduler.pt)")
+    return problems
+
+
+def _has_any(folder: Path, names) -> bool:
+    return any((folder / name).is_file() for name in names)
+
+
+def _has_optimizer_state(folder: Path) -> bool:
+    """The files transformers' ``Trainer`` loads optimizer state from (plain, SageMaker, FSDP, XLA)."""
+    if _has_any(folder, ("optimizer.pt", "optimizer.bin")):
+        return True
+    if any(folder.glob("optimizer.pt_*")) or any(folder.glob("rank*-of-*-optimizer.pt")):
+        return True
+    return folder.is_dir() and any(p.is_dir() and "optimizer" in p.name for p in folder.iterdir())
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest complete ``checkpoint-N`` folder in ``output_dir``, or None when there is none.
+
+    Newer folders that :func:`checkpoint_problems` finds incomplete (a run killed while saving them) are
+    skipped with a warning naming them and what they lack; they are left in place.
+
+    Raises:
+        ModelError: ``output_dir`` holds ``checkpoint-N`` folders but none is complete; the message names
+            each with what it lacks, and the fix (delete them, or the whole output_dir, to start over).
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = sorted(
+        (int(match.group(1)), path)
+        for path in out.iterdir()
+        if (match := CHECKPOINT_RE.match(path.name)) and path.is_dir()
+    )
+    skipped = []
+    for _, folder in reversed(found):
+        problems = checkpoint_problems(folder)
+        if not problems:
+            if skipped:
+                logger.warning(
+                    "skipping incomplete checkpoint(s), cut while saving? %s; the newest complete checkpoint "
+                    "is %s; you may delete the skipped folder(s)",
+                    _describe(skipped),
+                    folder,
+                )
+            return str(folder)
+        skipped.append((folder, problems))
+    if skipped:
+        raise ModelError(
+            f"{out} holds no complete checkpoint to resume from: {_describe(skipped)}; they were cut while "
+            f"saving, or saved with --save_only_model; {NEEDS}. To start over, delete these folders (or the "
+            "whole --output_dir), or use another --output_dir"
+        )
+    return None
+
+
+def _describe(skipped) -> str:
+    return "; ".join(f"{folder} ({', '.join(problems)})" for folder, problems in skipped)
 
 
 def finished(checkpoint: str, max_steps: int) -> bool:
@@ -146,7 +266,14 @@ def train_or_resume(trainer, checkpoint: str | None, max_steps: int) -> None:
 
     transformers' ``Trainer`` would take one more step from a checkpoint at ``max_steps``; a finished run is
     therefore not handed to ``train`` again, and a rerun of a finished recipe only saves and evaluates.
+
+    Raises:
+        ModelError: ``checkpoint`` is incomplete (see :func:`checkpoint_problems`), e.g. it has no optimizer
+            state: training on from it would start a fresh optimizer.
     """
+    problems = checkpoint_problems(checkpoint) if checkpoint else []
+    if problems:
+        raise ModelError(f"cannot resume from {checkpoint}: {', '.join(problems)}; {NEEDS}")
     if checkpoint and finished(checkpoint, max_steps):
         logger.warning("%s already holds the last step: not training again", checkpoint)
         load_trained_weights(trainer.model, checkpoint)
