@@ -15,8 +15,13 @@ writes its scores):
 
 **Resume.** Running the same command again reads ``predictions.jsonl`` and predicts only the utterances it
 does not hold yet, so an interrupted run loses at most the batch in flight and never writes a prediction
-twice (a half-written last line is dropped). A folder made with different settings is refused, naming the
-settings that differ; pass ``overwrite=True`` (``--overwrite``) to start it again.
+twice (a half-written last line is dropped). Each row records ``input_sha256``, a digest of what decided it
+(transcript, context shown, speaker, audio file): a row whose utterance changed since, or that an older
+emollm wrote without a digest, is predicted again, and a corrected gold label is re-scored; a warning names
+them. An unreadable line costs only its own prediction. A folder made with different settings is refused,
+naming the settings that differ; pass ``overwrite=True`` (``--overwrite``) to start it again. The old
+predictions go only once the new run has its first batch, so a run that fails before (a typo) keeps them.
+A run holds its folder (a lock file): a second run on the same folder is refused, naming the first.
 
 **Selection.** ``limit=N`` evaluates N utterances drawn with a fixed seed (not the first N, which in a
 sorted corpus would be one speaker and one class), kept in corpus order.
@@ -49,7 +54,14 @@ from pathlib import Path
 from emollm.data import corpus_problem
 from emollm.errors import ConfigError, check_config
 from emollm.evaluation.report import report_markdown, score_rows
-from emollm.evaluation.runs import append_predictions, prepare_run_folder, read_predictions
+from emollm.evaluation.runs import (
+    append_predictions,
+    hold_run_folder,
+    input_digests,
+    plan_resume,
+    read_predictions,
+    start_run,
+)
 from emollm.inputs import NORMALIZERS, describe_utterances, encode_utterances, frames_of, select_utterances
 from emollm.io import write_text_atomic
 from emollm.labels import parse_label_option
@@ -207,15 +219,18 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
     Args:
         config: The run's settings.
         lm: A ready :class:`~emollm.modeling.EmotionLM` (not changed); default: load ``config.model``.
-        overwrite: Delete the predictions of an earlier run in the output folder and start again.
+        overwrite: Replace the predictions of an earlier run in the output folder (once this run has made
+            its first batch) instead of resuming them.
         progress: Show progress bars.
 
     Returns:
         An :class:`EvalResult`.
 
     Raises:
-        ConfigError: bad settings, or an output folder made with other settings.
-        DataError: a corpus that cannot be read or has no labelled utterances.
+        ConfigError: bad settings, an output folder made with other settings, or one another evaluation
+            is using.
+        DataError: a corpus that cannot be read or has no labelled utterances, or a ``normalizer`` file that
+            is not a normaliser.
     """
     from tqdm.auto import tqdm
 
@@ -264,71 +279,96 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         "frame_normalizer": config.frame_normalizer if _normalizes_frames(lm) else None,
         "dtype": _dtype_name(lm),
     }
-    done = prepare_run_folder(out, settings, overwrite)
-    todo = [u for u in utterances if u.id not in done]
+    normalizer = config.normalizer
+    if reasoner.prosody and normalizer not in NORMALIZERS:  # a wrong file is refused before any work
+        from emollm.prosody.normalize import ProsodyNormalizer
 
-    # 3. What the model is shown: descriptions and frames, with statistics fitted on every evaluated clip
-    start = time.perf_counter()
-    descriptions: dict[str, str | None] = {}
-    notes: dict[str, list[str]] = {}
-    if reasoner.prosody and todo:
-        descriptions, notes, _ = describe_utterances(
-            utterances,
-            todo=todo,
-            normalizer=config.normalizer,
-            style=reasoner.prosody_style,
-            max_vowels=reasoner.max_vowels,
-            max_words=reasoner.max_words,
-            workers=config.workers,
-            progress=progress,
+        normalizer = ProsodyNormalizer.load(normalizer)
+    refit = config.frame_normalizer == "speaker"
+    # statistics fitted on every evaluated clip shape each prompt: then every clip is an input of each
+    fitted_on_all = bool(
+        reasoner.prosody and config.normalizer == "speaker" and any(u.has_audio for u in utterances)
+    ) or (refit and _normalizes_frames(lm))
+    digests = input_digests(utterances, config.context, fitted_on_all=fitted_on_all)
+
+    # The folder is held from here on; nothing in it changes until there is a first batch to write
+    with hold_run_folder(out):
+        expected = {u.id: (digests[u.id], u.label) for u in utterances}
+        resume = plan_resume(out, settings, expected, overwrite=overwrite)
+        todo = [u for u in utterances if u.id not in resume.rows]
+
+        # 3. What the model is shown: descriptions and frames, with statistics fitted on every evaluated clip
+        start = time.perf_counter()
+        descriptions: dict[str, str | None] = {}
+        notes: dict[str, list[str]] = {}
+        if reasoner.prosody and todo:
+            descriptions, notes, _ = describe_utterances(
+                utterances,
+                todo=todo,
+                normalizer=normalizer,
+                style=reasoner.prosody_style,
+                max_vowels=reasoner.max_vowels,
+                max_words=reasoner.max_words,
+                workers=config.workers,
+                progress=progress,
+            )
+        frames = {}
+        if getattr(lm, "modalities", ()) and todo:
+            frames, _ = encode_utterances(lm, utterances, todo=todo, refit=refit, progress=progress)
+
+        # 4. Predict batch by batch, each batch on disk before the next (an interruption loses at most one)
+        predictions_path = out / "predictions.jsonl"
+        chunk = max(1, config.batch_size)
+        seen: dict = {}  # prompt -> result across batches (predict_batch uses it only when that is exact)
+        bar = tqdm(
+            total=len(utterances), initial=len(utterances) - len(todo), disable=not progress, unit="utt"
         )
-    frames = {}
-    if getattr(lm, "modalities", ()) and todo:
-        refit = config.frame_normalizer == "speaker"
-        frames, _ = encode_utterances(lm, utterances, todo=todo, refit=refit, progress=progress)
+        bar.set_description(f"{Path(config.strategy).stem}/{config.mode}")
+        started = False
+        for begin in range(0, len(todo), chunk):
+            batch = todo[begin : begin + chunk]
+            extra = {"frames": [frames_of(frames, u.id) for u in batch]} if frames else {}
+            descs = [descriptions.get(u.id) for u in batch]
+            preds = reasoner.predict_batch(batch, prosody=descs, cache=seen, **extra)
+            rows = []
+            for utt, pred in zip(batch, preds):
+                row = {"id": utt.id, "gold": utt.label, "input_sha256": digests[utt.id], **pred.to_dict()}
+                row["notes"] = [*notes.get(utt.id, []), *row["notes"]]
+                rows.append(row)
+            if not started:  # only now may an earlier run's predictions go (--overwrite, stale rows)
+                start_run(out, settings, resume)
+                started = True
+            append_predictions(predictions_path, rows)
+            bar.update(len(batch))
+        bar.close()
+        if not started:
+            start_run(out, settings, resume)
+        seconds = time.perf_counter() - start
 
-    # 4. Predict batch by batch, each batch on disk before the next (an interruption loses at most one)
-    predictions_path = out / "predictions.jsonl"
-    chunk = max(1, config.batch_size)
-    seen: dict = {}  # prompt -> result across batches (predict_batch uses it only when that is exact)
-    bar = tqdm(total=len(utterances), initial=len(utterances) - len(todo), disable=not progress, unit="utt")
-    bar.set_description(f"{Path(config.strategy).stem}/{config.mode}")
-    for begin in range(0, len(todo), chunk):
-        batch = todo[begin : begin + chunk]
-        extra = {"frames": [frames_of(frames, u.id) for u in batch]} if frames else {}
-        descs = [descriptions.get(u.id) for u in batch]
-        preds = reasoner.predict_batch(batch, prosody=descs, cache=seen, **extra)
-        rows = []
-        for utt, pred in zip(batch, preds):
-            row = {"id": utt.id, "gold": utt.label, **pred.to_dict()}
-            row["notes"] = [*notes.get(utt.id, []), *row["notes"]]
-            rows.append(row)
-        append_predictions(predictions_path, rows)
-        bar.update(len(batch))
-    bar.close()
-    seconds = time.perf_counter() - start
+        # 5. Scores over every utterance of the run (resumed rows included)
+        rows = read_predictions(predictions_path)
+        ordered = [rows[u.id] for u in utterances]
+        metrics, baseline, summary = score_rows(
+            ordered, label_set, _train_labels(config, label_set), config.mode
+        )
+        summary.update(
+            {
+                "settings": settings,
+                "n": len(ordered),
+                "predicted_this_run": len(todo),
+                "seconds_this_run": round(seconds, 2),
+                "utterances_per_second_this_run": round(len(todo) / seconds, 3)
+                if todo and seconds > 0
+                else None,
+            }
+        )
+        write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(out / "report.md", report_markdown(summary, metrics, baseline, label_set))
+        from emollm.evaluation.metrics import plot_confusion_matrix
 
-    # 5. Scores over every utterance of the run (resumed rows included)
-    rows = read_predictions(predictions_path, repair=True)
-    ordered = [rows[u.id] for u in utterances]
-    metrics, baseline, summary = score_rows(ordered, label_set, _train_labels(config, label_set), config.mode)
-    summary.update(
-        {
-            "settings": settings,
-            "n": len(ordered),
-            "predicted_this_run": len(todo),
-            "seconds_this_run": round(seconds, 2),
-            "utterances_per_second_this_run": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
-        }
-    )
-    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomic(out / "report.md", report_markdown(summary, metrics, baseline, label_set))
-    from emollm.evaluation.metrics import plot_confusion_matrix
-
-    title = (
-        f"{config.data} {config.split}: {Path(config.strategy).stem}, {config.mode}, context {config.context}"
-    )
-    plot_confusion_matrix(metrics, label_set, out / "confusion.png", title=title)
+        strategy = Path(config.strategy).stem
+        title = f"{config.data} {config.split}: {strategy}, {config.mode}, context {config.context}"
+        plot_confusion_matrix(metrics, label_set, out / "confusion.png", title=title)
     return EvalResult(metrics, baseline, out, len(todo), summary)
 
 
