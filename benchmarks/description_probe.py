@@ -1,16 +1,20 @@
 """How much of the emotion signal does the prosody *description* keep? A probe on the text vs on the numbers.
 
-python benchmarks/description_probe.py [--data-root ../shared/data] [--styles vowel utterance]
-    [--c-grid 0.01,0.1,1,10,100] [--out benchmarks/results/description_probe.json]
+python benchmarks/description_probe.py [--data-root ../shared/data] [--styles vowel utterance measures]
+    [--max-vowels N] [--max-words N] [--c-grid 0.01,0.1,1,10,100]
+    [--out benchmarks/results/description_probe.json]
 
 RAVDESS, train on actors 01-14, test on actors 15-18 (never seen), 8 classes. The descriptions are made
 exactly as the recipes and the harness make them (:func:`emollm.inputs.describe_utterances`: a per-speaker
 normaliser fitted without labels on the training clips for the training descriptions, on the test clips for
-the test descriptions). Two probes, both ``LogisticRegression(class_weight="balanced")`` with ``C`` chosen by
-grouped cross-validation over the training actors (GroupKFold by actor, mean UA); the test actors choose
-nothing:
+the test descriptions), each style with its own default bounds
+(:data:`emollm.prosody.describe.STYLE_BOUNDS`: 3 vowels and 80 words for ``vowel``; every vowel up to 20 and
+200 words for ``measures``) unless ``--max-vowels``/``--max-words`` are given. Two probes, both
+``LogisticRegression(class_weight="balanced")`` with ``C`` chosen by grouped cross-validation over the
+training actors (GroupKFold by actor, mean UA); the test actors choose nothing:
 
-* **text**: TF-IDF of word 1-2 grams of the description (sublinear tf) -> logistic regression;
+* **text**: TF-IDF of word 1-2 grams of the description (sublinear tf) -> logistic regression, one row per
+  style;
 * **numbers**: the measures the description is made from, ``ProsodyFeatures.flat()`` next to their
   speaker-relative ``NormalizedProsody.flat()`` (``prosody_probe.py``'s "raw + z (own-speaker stats)") ->
   median imputation, standardisation, logistic regression.
@@ -83,9 +87,11 @@ def take(x, rows):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/")
-    parser.add_argument("--styles", nargs="+", default=["vowel", "utterance"], help="description styles")
-    parser.add_argument("--max-vowels", type=int, default=3, help="vowels described (the default prompt's 3)")
-    parser.add_argument("--max-words", type=int, default=80, help="the description's word limit")
+    parser.add_argument(
+        "--styles", nargs="+", default=["vowel", "utterance", "measures"], help="description styles"
+    )
+    parser.add_argument("--max-vowels", type=int, help="vowels described (default: the style's own)")
+    parser.add_argument("--max-words", type=int, help="the description's word limit (default: the style's)")
     parser.add_argument("--c-grid", default="0.01,0.1,1,10,100", help="C values tried by grouped CV")
     parser.add_argument("--workers", type=int, default=2, help="prosody extraction processes")
     parser.add_argument("--out", default="benchmarks/results/description_probe.json", help="JSON results")
@@ -111,6 +117,8 @@ def main() -> None:
         results[f"text ({style})"] = {
             **choose_and_score(text_probe, x_train, y_train, groups, x_test, y_test, grid),
             "words_mean": float(np.mean([len(t.split()) for t in x_train + x_test])),
+            "words_max": max(len(t.split()) for t in x_train + x_test),
+            "chars_max": max(len(t) for t in x_train + x_test),
             "example": x_test[0],
             "seconds": time.perf_counter() - start,
         }
@@ -151,7 +159,14 @@ def main() -> None:
         gap = numbers_wa - results[f"text ({style})"]["wa"]
         print(f"\nwhat the {style} description loses: {100 * gap:.1f} WA points (goal: within 5)")
     write_result(
-        args.out, {"labels": LABELS, "c_grid": grid, "max_vowels": args.max_vowels, "results": results}
+        args.out,
+        {
+            "labels": LABELS,
+            "c_grid": grid,
+            "max_vowels": args.max_vowels,
+            "max_words": args.max_words,
+            "results": results,
+        },
     )
 
 

@@ -57,11 +57,13 @@ ROUTES = {
     "functionals-noise": "(h) (d) + noise 20 dB copies, same steps",
     "functionals-balanced": "(i) (d) + balanced class weights",
     "functionals-mlp": "(j) (d) + LoRA on attention and MLP",
+    "text-measures": "(k) (a) with the measures description",
 }
 # row -> (config under recipes/configs/ravdess/, extra overrides). The augmentation rows keep (d)'s 210
 # steps (2 epochs of 840 clips): with n copies per clip, 2 / (1 + n) epochs of the larger set, so they cost
 # what (d) costs and the comparison is at equal compute, not more updates.
 VARIANTS = {
+    "text-measures": ("sft_text.yaml", ["--prosody_style", "measures"]),
     "functionals-frames": ("sft_functionals_frames.yaml", []),
     "functionals-speed": (
         "sft_functionals.yaml",

@@ -101,11 +101,12 @@ class EmotionReasoner:
         context_turns: Show at most this many earlier turns; None shows all that are given.
         prosody: Describe the voice in the prompt when there is audio. None: on for ``acoustic`` only, so
             ``minimal`` and ``cot`` stay text-only baselines.
-        prosody_style: ``"vowel"`` (summary and salient vowels) or ``"utterance"`` (summary only).
+        prosody_style: ``"vowel"`` (summary and salient vowels), ``"utterance"`` (summary only) or
+            ``"measures"`` (every utterance measure relative to the speaker, then every vowel).
         normalizer: A fitted :class:`~emollm.prosody.normalize.ProsodyNormalizer` or the path of its JSON;
             None describes each utterance relative to itself.
-        max_vowels: At most this many vowels described.
-        max_words: The description's word limit.
+        max_vowels: At most this many vowels described (None: the style's default, 3 or 20 for measures).
+        max_words: The description's word limit (None: the style's default, 80 or 200 for measures).
         max_new_tokens: Generation length; None: 16 for templates that ask for the label only, 128 for
             templates that ask for ``<think>``/``<answer>``.
         do_sample: Sample instead of greedy decoding; ``temperature`` applies then.
@@ -129,8 +130,8 @@ class EmotionReasoner:
         prosody: bool | None = None,
         prosody_style: str = "vowel",
         normalizer=None,
-        max_vowels: int = 3,
-        max_words: int = 80,
+        max_vowels: int | None = None,
+        max_words: int | None = None,
         max_new_tokens: int | None = None,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -141,10 +142,10 @@ class EmotionReasoner:
     ):
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
-        if prosody_style not in ("vowel", "utterance"):
+        if prosody_style not in ("vowel", "utterance", "measures"):
             raise ConfigError(
-                f"prosody_style must be 'vowel' or 'utterance', got {prosody_style!r} (use prosody=False "
-                "for no description)"
+                f"prosody_style must be 'vowel', 'utterance' or 'measures', got {prosody_style!r} (use "
+                "prosody=False for no description)"
             )
         # the template is read once (fails early, listing the shipped strategies): later edits of the file
         # do not change this reasoner's prompts, and the digest it records names exactly what it renders

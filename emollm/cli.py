@@ -346,10 +346,16 @@ def make_parser() -> argparse.ArgumentParser:
         "--normalizer", help="JSON of a fitted ProsodyNormalizer (speaker/corpus statistics)"
     )
     prosody.add_argument(
-        "--style", default="vowel", choices=["vowel", "utterance", "none"], help="description"
+        "--style", default="vowel", choices=["vowel", "utterance", "measures", "none"], help="description"
     )
-    prosody.add_argument("--max-vowels", type=int, default=3, help="describe at most this many vowels")
-    prosody.add_argument("--max-words", type=int, default=80, help="the description's word limit")
+    prosody.add_argument(
+        "--max-vowels",
+        type=int,
+        help="describe at most this many vowels (default: the style's, 3; measures 20)",
+    )
+    prosody.add_argument(
+        "--max-words", type=int, help="the description's word limit (default: the style's, 80; measures 200)"
+    )
     prosody.add_argument(
         "--on-failure",
         default="nuclei",

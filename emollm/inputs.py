@@ -166,8 +166,8 @@ def describe_utterances(
     todo: Sequence | None = None,
     normalizer="speaker",
     style: str = "vowel",
-    max_vowels: int = 3,
-    max_words: int = 80,
+    max_vowels: int | None = None,
+    max_words: int | None = None,
     workers: int = 1,
     progress: bool = True,
 ):

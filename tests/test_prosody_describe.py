@@ -10,8 +10,25 @@ import pytest
 
 from emollm.errors import ConfigError
 from emollm.prosody.alignment import NUCLEUS
-from emollm.prosody.describe import STYLES, VOCABULARY, describe
-from emollm.prosody.normalize import ProsodyNormalizer, utterance_relative
+from emollm.prosody.describe import (
+    LEVEL_CUTS,
+    MAX_WORD_CHARS,
+    MEASURE_LEVELS,
+    MEASURE_NAMES,
+    MEASURES_MIN_WORDS,
+    STYLE_BOUNDS,
+    STYLES,
+    VOCABULARY,
+    describe,
+    describe_features,
+    measure_level,
+)
+from emollm.prosody.normalize import (
+    UTTERANCE_QUANTITIES,
+    NormalizedProsody,
+    ProsodyNormalizer,
+    utterance_relative,
+)
 
 NAN = float("nan")
 WORDS = ["kids", "are", "talking", "by", "the", "door", "now", "please"]
@@ -150,9 +167,9 @@ def test_style_switch():
     assert "'door'" not in utterance and "/AO/" not in utterance and "vowel" not in utterance.lower()
     vowel = describe(features, style="vowel")
     assert vowel.startswith(utterance) and "'door' /AO/" in vowel
-    with pytest.raises(ConfigError, match="vowel, utterance, none"):
+    with pytest.raises(ConfigError, match="vowel, utterance, measures, none"):
         describe(features, style="verbose")
-    assert STYLES == ("vowel", "utterance", "none")
+    assert STYLES == ("vowel", "utterance", "measures", "none")
 
 
 def test_a_long_loud_falling_vowel_is_described_in_those_words():
@@ -308,6 +325,195 @@ def test_real_synthesized_speech():
     norm = ProsodyNormalizer(min_vowels_per_speaker=5, min_utterances_per_speaker=2).fit(train)
     known = describe(test, norm.transform(test), style="utterance")
     assert "Pitch is high for this speaker" in known and "Speech rate is fast" in known
+    measures = describe(test, norm.transform(test), style="measures")
+    assert measure_parts(measures)["mean pitch"] in ("slightly high", "high", "very high")
+    assert "Vowels relative to this speaker: 'kids' /IH/ " in measures and measures.endswith(".")
     audio, _ = synthesize("I never said she stole my money")
     nuclei = describe(measure(audio, align(audio)))  # no transcript: syllable nuclei, named by time
     assert "Vowel " in nuclei and "'" not in nuclei and "/" not in nuclei.replace("syllables/s", "")
+
+
+# -- the "measures" style ------------------------------------------------------------------------------------
+
+# Words the "measures" template writes besides names, levels, VOCABULARY, numbers and quoted/ARPAbet tokens.
+MEASURES_TEMPLATE_WORDS = {
+    "relative", "to", "this", "speaker", "compared", "with", "other", "speakers", "without", "a", "reference",
+    "vowels", "utterance", "most", "salient", "of", "unmeasured", "unvoiced", "vowel", "at", "s",
+    "syllables/s", "hz", "semitones", "db",
+}  # fmt: skip
+
+
+def varied_utterance(seed=0, n=40):
+    """``long_utterance`` with every utterance measure drawn at random, so each has a spread to normalise by."""
+    features = long_utterance(seed, n)
+    rng = np.random.default_rng(1000 + seed)
+    for field in UTTERANCE_QUANTITIES:
+        value = getattr(features.utterance, field)
+        setattr(features.utterance, field, float(value * rng.uniform(0.5, 1.5)))
+    return features
+
+
+def fitted_normalizer(seeds=range(6)):
+    train = [varied_utterance(seed) for seed in seeds]
+    return ProsodyNormalizer(min_vowels_per_speaker=1, min_utterances_per_speaker=1).fit(train)
+
+
+def measure_parts(text: str) -> dict[str, str]:
+    """``name -> value`` of the measures sentence (the text up to the first '.' that ends it)."""
+    head = re.split(r"\.(?: |$)", text, maxsplit=1)[0]
+    head = head.split(", ", 1)[1]  # drop "Relative to this speaker,"
+    pairs = [part.split(": ", 1) for part in head.split("; ")]
+    assert all(len(pair) == 2 for pair in pairs), head
+    return dict(pairs) if len({name for name, _ in pairs}) == len(pairs) else {"duplicate": head}
+
+
+def test_measure_names_cover_every_utterance_quantity_once():
+    assert set(MEASURE_NAMES) == set(UTTERANCE_QUANTITIES) and len(MEASURE_NAMES) == len(UTTERANCE_QUANTITIES)
+    last_words = [name.split()[-1] for name in MEASURE_NAMES.values()]
+    assert len(set(last_words)) == len(last_words)  # a word pair "<last word> <level>" names one measure
+    assert set(last_words).isdisjoint(w for level in MEASURE_LEVELS for w in level.split())
+
+
+@pytest.mark.parametrize(
+    "z, level",
+    [
+        (-9.0, "very low"),
+        (-2.01, "very low"),
+        (-2.0, "low"),
+        (-1.01, "low"),
+        (-1.0, "slightly low"),
+        (-0.51, "slightly low"),
+        (-0.5, "typical"),
+        (0.0, "typical"),
+        (0.5, "typical"),
+        (0.51, "slightly high"),
+        (1.0, "slightly high"),
+        (1.01, "high"),
+        (2.0, "high"),
+        (2.01, "very high"),
+        (9.0, "very high"),
+    ],
+)
+def test_level_words_follow_the_z_cut_points(z, level):
+    assert LEVEL_CUTS == (0.5, 1.0, 2.0)
+    assert measure_level(z) == level
+    features = make_features([make_vowel(start=0.2 * i) for i in range(3)])
+    normalized = NormalizedProsody(
+        "speaker",
+        utterance={q: z if q == "f0_mean_st" else -z for q in UTTERANCE_QUANTITIES},
+        vowels=[{} for _ in range(3)],
+        vowel_bins=[{} for _ in range(3)],
+    )
+    parts = measure_parts(describe(features, normalized, style="measures"))
+    assert parts["mean pitch"] == level and parts["pitch range"] == measure_level(-z)
+
+
+def test_measures_style_is_deterministic_and_names_every_measure_once():
+    norm = fitted_normalizer()
+    features = varied_utterance(9, n=12)
+    text = describe(features, norm.transform(features), style="measures")
+    assert text == describe(features, norm.transform(features), style="measures")
+    assert text == describe_features(features, normalizer=norm, style="measures")
+    assert text.startswith("Relative to this speaker, speech rate: ")
+    parts = measure_parts(text)
+    assert list(parts) == list(MEASURE_NAMES.values())
+    assert set(parts.values()) <= set(MEASURE_LEVELS)
+    for quantity, name in MEASURE_NAMES.items():
+        z = norm.transform(features).utterance[quantity]
+        assert parts[name] == measure_level(z)
+    # all 12 vowels, in time order, with their duration, pitch and loudness words
+    vowels = text.split("Vowels relative to this speaker: ")[1]
+    assert re.findall(r"'(word\d+)'", vowels) == [f"word{i}" for i in range(12)]
+    first = vowels.split("; ")[0]
+    assert re.fullmatch(
+        r"'word0' /AA/ (short|medium-length|long), (low|mid|high)-pitched, (quiet|moderately loud|loud)"
+        r"(, (falling|level|rising))?",
+        first,
+    )
+
+
+def test_measures_reference_phrases_and_raw_values_without_a_reference():
+    norm = fitted_normalizer()
+    features = varied_utterance(9, n=12)
+    stranger = describe(features, norm.transform(features, speaker="stranger"), style="measures")
+    assert (
+        stranger.startswith("Compared with other speakers, ")
+        and "Vowels relative to this utterance: " in stranger
+    )
+    alone = measure_parts(describe(long_utterance(9, n=12), style="measures"))
+    assert alone["mean pitch"] == "118 Hz" and alone["articulation speed"].endswith(" syllables/s")
+    assert alone["pausing"] == "10%" and alone["jitter"] == "1.0%" and alone["harmonicity"] == "15 dB"
+    assert list(alone) == list(MEASURE_NAMES.values())
+
+
+@pytest.mark.parametrize("max_words", [MEASURES_MIN_WORDS, 60, 100, 200, 2000])
+@pytest.mark.parametrize("max_vowels", [0, 5, None, 300])
+def test_measures_style_is_bounded_for_a_long_utterance(max_words, max_vowels):
+    norm = fitted_normalizer()
+    features = varied_utterance(10, n=300)
+    features.vowels[7].word = "pneumonoultramicroscopicsilicovolcanoconiosis"
+    text = describe(
+        features, norm.transform(features), style="measures", max_vowels=max_vowels, max_words=max_words
+    )
+    assert 0 < len(text.split()) <= max_words and text.endswith(".")
+    assert len(text) <= (MAX_WORD_CHARS + 3) * max_words
+    assert list(measure_parts(text)) == list(MEASURE_NAMES.values())  # the measures are never cut
+    listed = len(re.findall(r"'[^']+' /[A-Z]+/", text))
+    assert listed <= (STYLE_BOUNDS["measures"][0] if max_vowels is None else max_vowels)
+    if 0 < listed < 300:
+        assert f"({listed} most salient of 300)" in text
+    assert all(len(word) <= MAX_WORD_CHARS + 2 for word in re.findall(r"'[^']+'", text))
+    if max_words == 2000 and max_vowels == 300:
+        assert listed == 300 and "most salient" not in text
+
+
+def test_measures_style_default_bounds_and_minimum():
+    features = long_utterance(10, n=300)
+    text = describe(features, style="measures")
+    assert len(text.split()) <= STYLE_BOUNDS["measures"][1]
+    assert len(re.findall(r"'word\d+'", text)) <= STYLE_BOUNDS["measures"][0]
+    assert describe(features) == describe(features, max_vowels=3, max_words=80)  # other styles unchanged
+    with pytest.raises(ConfigError, match=f"max_words must be an integer >= {MEASURES_MIN_WORDS}"):
+        describe(features, style="measures", max_words=MEASURES_MIN_WORDS - 1)
+
+
+def test_measures_style_nan_and_degenerate_input():
+    empty = make_features([], articulation_rate=0.0, speech_rate=0.0, f0_mean_hz=NAN, f0_std_st=NAN)
+    parts = measure_parts(describe(empty, style="measures"))
+    assert parts["speech rate"] == parts["articulation speed"] == "unmeasured"  # no vowels: no rate claimed
+    assert parts["mean pitch"] == parts["pitch variability"] == "unmeasured"
+    assert "Vowels" not in describe(empty, style="measures")
+    # with a reference: an undefined measure (NaN z and NaN raw value) is "unmeasured", the rest get levels
+    norm = fitted_normalizer()
+    features = varied_utterance(9, n=12)
+    features.utterance.jitter_local = NAN
+    features.vowels[3] = make_vowel("EH", word="word3", start=0.45, f0=NAN, slope=NAN)
+    text = describe(features, norm.transform(features), style="measures")
+    parts = measure_parts(text)
+    assert parts["jitter"] == "unmeasured" and set(parts.values()) - {"unmeasured"} <= set(MEASURE_LEVELS)
+    unvoiced = re.search(r"'word3' /EH/ [^;.]*", text).group(0)
+    assert "unvoiced" in unvoiced and not re.search(r"pitched|rising|falling|level", unvoiced)
+    # two vowels alone: no vowel z-scores (too few to compare), so no vowel is listed
+    two = make_features([make_vowel(start=0.0), make_vowel(start=0.3)])
+    assert "Vowels" not in describe(two, style="measures")
+
+
+def test_measures_vocabulary_is_closed():
+    vocabulary = {w for levels in VOCABULARY.values() for phrase in levels.values() for w in phrase.split()}
+    vocabulary |= {w for phrase in (*MEASURE_NAMES.values(), *MEASURE_LEVELS) for w in phrase.split()}
+    norm = fitted_normalizer()
+    texts = [describe(scene(door=LOUD_LONG_FALLING, method="nuclei"), style="measures")]
+    for seed in range(6, 14):
+        features = varied_utterance(seed, n=12)
+        features.utterance.hnr_db = 100.0 * (-1) ** seed  # "very high" and "very low"
+        texts += [
+            describe(features, style="measures"),
+            describe(features, norm.transform(features), style="measures"),
+            describe(features, norm.transform(features, speaker="unknown"), style="measures"),
+        ]
+    seen = set()
+    for text in texts:
+        text = re.sub(r"'[^']+'|/[A-Z]+/|\(?[+-]?\d+(\.\d+)?%?\)?", " ", text)
+        seen |= {w.lower() for w in re.findall(r"[A-Za-z/-]+", text)}
+    assert seen - vocabulary - MEASURES_TEMPLATE_WORDS == set()
+    assert {"very", "slightly", "typical", "short", "long", "quiet", "loud"} <= seen

@@ -127,7 +127,11 @@ class EvalConfig:
     )
     prosody_style: str = field(
         default="vowel",
-        metadata={"help": "vowel or utterance description", "choices": ["vowel", "utterance"]},
+        metadata={
+            "help": "vowel (summary + 3 salient vowels), utterance (summary only) or measures (every "
+            "utterance measure relative to the speaker, then every vowel; carries the most signal)",
+            "choices": ["vowel", "utterance", "measures"],
+        },
     )
     normalizer: str = field(
         default="speaker",

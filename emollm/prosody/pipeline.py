@@ -82,8 +82,8 @@ def describe_prosody(
     *,
     normalizer=None,
     style: str = "vowel",
-    max_vowels: int = 3,
-    max_words: int = 80,
+    max_vowels: int | None = None,
+    max_words: int | None = None,
     **extract_kwargs,
 ) -> str:
     """Describe an utterance's prosody in words for a prompt.
@@ -97,10 +97,11 @@ def describe_prosody(
             that speaker.
         normalizer: A fitted :class:`~emollm.prosody.normalize.ProsodyNormalizer`, or a path to its JSON.
             Without one, vowels are described relative to the utterance itself.
-        style: ``"vowel"`` (utterance summary and salient vowels), ``"utterance"`` (summary only) or
-            ``"none"`` (empty string).
-        max_vowels: At most this many vowels are described.
-        max_words: The description never exceeds this many words.
+        style: ``"vowel"`` (utterance summary and salient vowels), ``"utterance"`` (summary only),
+            ``"measures"`` (every utterance measure relative to the speaker, then every vowel) or ``"none"``
+            (empty string).
+        max_vowels: At most this many vowels are described (None: the style's default).
+        max_words: The description never exceeds this many words (None: the style's default).
         **extract_kwargs: Passed to :func:`extract_prosody` (``gender``, ``config``, ``sample_rate``...).
 
     Returns:

@@ -84,7 +84,11 @@ class ScriptArguments:
     context_turns: int = field(default=0, metadata={"help": "earlier conversation turns in the prompt"})
     prosody_style: str = field(
         default="vowel",
-        metadata={"help": "vowel or utterance description", "choices": ["vowel", "utterance"]},
+        metadata={
+            "help": "vowel (summary + 3 salient vowels), utterance (summary only) or measures (every "
+            "utterance measure relative to the speaker, then every vowel; carries the most signal)",
+            "choices": ["vowel", "utterance", "measures"],
+        },
     )
     rewards: list[str] = field(
         default_factory=lambda: ["format", "label"],
