@@ -23,24 +23,37 @@ DEMO_RATE = 210  # words per minute, faster than the synthesiser's 175
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from emollm.modeling.base import cache_dir, convert_builtin, list_models
+    from emollm.modeling.base import builtin_cache_path, cache_dir, check_cache, convert_builtin, list_models
 
+    root = cache_dir()  # $EMOLLM_CACHE naming a file fails here, before any conversion
+    if args.force and not args.convert:
+        raise ConfigError("--force rebuilds a cache entry and needs --convert [NAME]")
     if args.convert:
-        convert_builtin(args.convert)
+        state, problems = check_cache(builtin_cache_path(args.convert))
+        if state == "damaged" and not args.force:
+            print(f"rebuilding the damaged cache of {args.convert}: {'; '.join(problems)}", file=sys.stderr)
+        convert_builtin(args.convert, force=args.force or state == "damaged")
     rows = list_models()
     if args.json:
-        print(json.dumps({"cache_dir": str(cache_dir()), "models": rows}, indent=2))
+        print(json.dumps({"cache_dir": str(root), "models": rows}, indent=2))
         return 0
-    print(f"cache: {cache_dir()}  (set $EMOLLM_CACHE to move it)")
+    print(f"cache: {root}  (set $EMOLLM_CACHE to move it)")
     for row in rows:
-        state = (
-            "cached" if row["cached"] else ("installed, not yet converted" if row["installed"] else "missing")
-        )
+        state = {
+            "cached": "cached",
+            "unverified": "cached (unverified: written by an older emollm, without checksums)",
+            "damaged": "damaged",
+            "missing": "installed, not yet converted" if row["installed"] else "missing",
+        }[row["state"]]
         default = " (default)" if row["default"] else ""
         print(f"  {row['name']}{default}: {state}")
         print(f"      {row['description']}")
-        if row["cached"]:
+        if row["state"] != "missing":
             print(f"      {row['cache_path']} ({row['cache_mb']} MB)")
+        for problem in row["problems"]:
+            print(f"      {problem}")
+        if row["repair"]:
+            print(f"      rebuild with: {row['repair']}")
         if row["install"]:
             print(f"      install with: {row['install']}")
     print("Any local Hugging Face model folder or hub id also works wherever a model name is accepted.")
@@ -256,7 +269,19 @@ def make_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list built-in models and what is cached")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.add_argument(
-        "--convert", choices=sorted(BUILTIN_MODELS), help="convert a built-in model into the cache now"
+        "--convert",
+        nargs="?",
+        const=DEFAULT_MODEL,
+        choices=sorted(BUILTIN_MODELS),
+        metavar="NAME",
+        help=f"convert a built-in model into the cache now (default {DEFAULT_MODEL}); a damaged entry is "
+        "rebuilt",
+    )
+    models.add_argument(
+        "--force",
+        action="store_true",
+        help="with --convert: convert again even if the cache entry looks intact (the old one stays until "
+        "the new one is complete)",
     )
     models.set_defaults(func=_cmd_models)
 

@@ -38,6 +38,15 @@ def test_default_model_cache_equals_the_gguf(module_cache):
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
 
 
+def test_default_model_cache_records_sizes_and_hashes(module_cache):
+    folder = base.convert_builtin()  # reuses the entry the test above wrote, or converts
+    files = json.loads((folder / base.CACHE_MARKER).read_text())["files"]
+    assert files["model.safetensors"]["bytes"] == (folder / "model.safetensors").stat().st_size > 2**27
+    start = time.perf_counter()
+    assert base.check_cache(folder, hashes=True) == ("cached", [])  # what `emollm models` runs
+    assert time.perf_counter() - start < 5  # ~0.2 s for the ~270 MB
+
+
 def test_demo_command_prints_label_and_rationale(module_cache):
     env = {**os.environ, "EMOLLM_CACHE": str(module_cache)}
     cmd = [sys.executable, "-m", "emollm.cli", "demo", "--json"]
