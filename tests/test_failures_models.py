@@ -197,3 +197,21 @@ def test_unknown_hub_id_fails_at_once_without_network(emollm_cache, monkeypatch)
     with pytest.raises(ModelError, match=r"no connection to http://127.0.0.1:9"):
         load_base_model("emollm-tests/no-such-model")
     assert time.perf_counter() - start < 5  # transformers alone retries for 20-50 s
+
+
+def test_a_checkpoint_without_its_lora_files_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    from emollm.modeling.checkpoint import CONFIG_NAME
+    from emollm.modeling.emotion_lm import load_checkpoint
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    config = {"format_version": 1, "base_model": "tiny", "lora": True, "adapters": [], "reasoner": {}}
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    loads = []
+    monkeypatch.setattr(base, "load_base_model", lambda *a, **k: loads.append(a))
+    with pytest.raises(ModelError, match="lacks adapter_config.json and adapter_model.safetensors"):
+        load_checkpoint(folder)
+    (folder / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"lacks adapter_model.safetensors, its LoRA weights"):
+        load_checkpoint(folder)
+    assert loads == []  # neither the base model nor PEFT (which would try the hub) was reached

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from emollm.errors import ConfigError
+from emollm.errors import ConfigError, ModelError
 from emollm.labels import LabelSet, get_label_set
 from emollm.modeling.adapters import (
     AdapterSpec,
@@ -374,13 +374,24 @@ def load_checkpoint(
         An ``EmotionLM`` whose ``checkpoint_config`` attribute holds the parsed ``emollm_config.json``.
 
     Raises:
-        ModelError: no readable ``emollm_config.json``, or projector weights that are missing or do not fit.
+        ModelError: no readable ``emollm_config.json``, LoRA or projector weights that are missing, or weights
+            that do not fit.
     """
     from emollm.modeling import base  # looked up at call time, so a test can swap the loader
     from emollm.modeling.frame_norm import FrameNormalizer
 
     folder = Path(path).expanduser()
     config = read_checkpoint_config(folder)
+    if config.get("lora"):  # before the base model loads, and before PEFT would look for them on the hub
+        missing = [] if (folder / "adapter_config.json").is_file() else ["adapter_config.json"]
+        if not any((folder / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
+            missing.append("adapter_model.safetensors")
+        if missing:
+            raise ModelError(
+                f"the checkpoint {folder} lacks {' and '.join(missing)}, its LoRA weights "
+                f"(emollm_config.json says it has LoRA): the save was cut or files were removed; load a complete checkpoint-N "
+                f"folder of the run, or train again"
+            )
     model, tokenizer = base.load_base_model(
         config["base_model"], dtype=dtype, device=device, quantization_config=quantization_config
     )
