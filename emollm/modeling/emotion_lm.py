@@ -389,8 +389,8 @@ def load_checkpoint(
         if missing:
             raise ModelError(
                 f"the checkpoint {folder} lacks {' and '.join(missing)}, its LoRA weights "
-                f"(emollm_config.json says it has LoRA): the save was cut or files were removed; load a complete checkpoint-N "
-                f"folder of the run, or train again"
+                f"(emollm_config.json says it has LoRA): the save was cut or files were removed; load a "
+                f"complete checkpoint-N folder of the run, or train again"
             )
     model, tokenizer = base.load_base_model(
         config["base_model"], dtype=dtype, device=device, quantization_config=quantization_config
