@@ -311,6 +311,12 @@ class PromptBuilder:
     The template file is read once (an edit later does not change this builder's prompts; its digest,
     :attr:`template_sha256`, names exactly what it renders).
 
+    Data is not markup: the transcript, the context turns (speakers and text), the speaker and the prosody
+    description go through :func:`emollm.prompting.neutralize` for ``tokenizer``, so a data row cannot
+    produce a chat-control token (``<|im_end|>``), emollm's answer tags or a pseudo-token slot
+    (``<|audio|>``); the transcript, speakers and turns are kept to one line each. Instructions written in
+    plain words remain possible (see :mod:`emollm.prompting`).
+
     Args:
         tokenizer: The model's tokenizer (its chat template wraps the message); None, or one without a chat
             template, gives the plain message and a newline.
@@ -372,8 +378,9 @@ class PromptBuilder:
         }
 
     def message(self, transcript: str | None = None, context=None, speaker=None, prosody=None) -> str:
-        """The user message alone (no chat formatting)."""
-        return render_user_message(self._template, **self._fields(transcript, context, speaker, prosody))
+        """The user message alone (no chat formatting), the data fields neutralised for :attr:`tokenizer`."""
+        fields = self._fields(transcript, context, speaker, prosody)
+        return render_user_message(self._template, tokenizer=self.tokenizer, **fields)
 
     def prompt(
         self,
