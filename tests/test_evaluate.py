@@ -231,3 +231,166 @@ def test_every_bad_setting_is_reported_at_once_before_any_work(tmp_path):
     ):
         assert expected in message
     assert EvalConfig(data="ravdess", labels="calm, angry").label_set() == ["calm", "angry"]
+
+
+# -- probabilities: calibration, gold distributions, temperature scaling ----------------------------------
+
+LABELS = ["neutral", "happy", "sad", "angry"]  # iemocap4, in set order
+
+
+def probabilities_of(rows):
+    import numpy as np
+
+    probs = np.array([[r["distribution"][label] for label in LABELS] for r in rows])
+    return probs / probs.sum(axis=1, keepdims=True), np.array([LABELS.index(r["gold"]) for r in rows])
+
+
+def test_score_mode_writes_calibration_metrics_and_the_reliability_diagram(lm, manifest, tmp_path):
+    import numpy as np
+
+    from emollm.evaluation.calibration import (
+        brier_score,
+        expected_calibration_error,
+        fit_temperature,
+        negative_log_likelihood,
+    )
+
+    out = tmp_path / "run"
+    evaluate(config(manifest, out), lm=lm, progress=False)
+    summary = json.loads((out / "metrics.json").read_text())
+    probs, gold = probabilities_of(read_rows(out))
+    m = summary["metrics"]
+    assert m["ece"] == pytest.approx(expected_calibration_error(probs, gold))
+    assert m["brier"] == pytest.approx(brier_score(probs, gold))
+    assert m["nll"] == pytest.approx(negative_log_likelihood(probs, gold))
+    calibration = summary["calibration"]
+    assert calibration["temperature"] == 1.0 and calibration["unscaled"] is None
+    assert calibration["n_bins"] == 15 and sum(b["count"] for b in calibration["bins"]) == 6
+    assert calibration["fitted_temperature"] == pytest.approx(fit_temperature(np.log(probs), gold))
+    assert summary["distribution"] is None  # the manifest has no gold distributions
+    assert summary["baselines"]["chance"]["brier"] == pytest.approx(0.75)
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "## Probabilities" in report and "reliability.png" in report and "Bhattacharyya" not in report
+
+
+def test_generate_mode_has_no_probabilistic_scores(lm, manifest, tmp_path, monkeypatch):
+    monkeypatch.setattr(lm, "generate", lambda prompts, **kw: ["<answer>happy</answer>" for _ in prompts])
+    out = tmp_path / "gen"
+    result = evaluate(config(manifest, out, strategy="cot", mode="generate"), lm=lm, progress=False)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [summary["metrics"][key] for key in ("ece", "brier", "nll", "mean_true_prob")] == [None] * 4
+    assert summary["calibration"] is None and summary["distribution"] is None
+    assert (
+        not (out / "reliability.png").exists() and "## Probabilities" not in (out / "report.md").read_text()
+    )
+    assert result.metrics.ece is None
+
+
+def test_gold_distributions_are_scored_where_the_manifest_has_them(lm, tmp_path):
+    from emollm.evaluation.calibration import distribution_scores
+
+    votes = {
+        "u1": {"happy": 2, "excited": 1, "neutral": 1},
+        "u2": {"angry": 1},
+        "u4": '{"neutral": 1, "sad": 1}',
+    }
+    path = tmp_path / "votes.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"id": i, "text": t, "label": lab, **({"distribution": votes[i]} if i in votes else {})}
+            )
+            + "\n"
+            for i, t, lab in TEXTS
+        )
+    )
+    out = tmp_path / "run"
+    result = evaluate(config(f"manifest:{path}", out), lm=lm, progress=False)
+    rows = read_rows(out)
+    assert rows[0]["gold_distribution"] == {"neutral": 0.25, "happy": 0.75, "sad": 0.0, "angry": 0.0}
+    assert "gold_distribution" not in rows[2]  # u3 has none
+    have = [r for r in rows if "gold_distribution" in r]
+    probs, _ = probabilities_of(have)
+    expected = distribution_scores(probs, [[r["gold_distribution"][label] for label in LABELS] for r in have])
+    assert result.summary["distribution"] == pytest.approx(expected) and expected["n"] == 3
+    assert "Bhattacharyya coefficient" in (out / "report.md").read_text()
+
+
+def test_a_temperature_rescales_the_probabilities_but_never_the_labels(lm, manifest, tmp_path):
+    from emollm.evaluation.calibration import apply_temperature, negative_log_likelihood
+
+    out = tmp_path / "run"
+    plain = evaluate(config(manifest, out), lm=lm, progress=False)
+    scaled = evaluate(config(manifest, out, temperature_scaling="0.5"), lm=lm, progress=False)
+    assert scaled.predicted == 0  # not a setting of the predictions: the folder is resumed as it is
+    assert (scaled.metrics.wa, scaled.metrics.ua) == (plain.metrics.wa, plain.metrics.ua)
+    probs, gold = probabilities_of(read_rows(out))
+    assert scaled.metrics.nll == pytest.approx(negative_log_likelihood(apply_temperature(probs, 0.5), gold))
+    calibration = scaled.summary["calibration"]
+    assert (calibration["temperature"], calibration["temperature_source"]) == (0.5, "given")
+    assert calibration["unscaled"]["nll"] == pytest.approx(plain.metrics.nll)
+    assert calibration["fitted_temperature"] == pytest.approx(
+        plain.summary["calibration"]["fitted_temperature"]
+    )
+    assert "With temperature 0.5 (given)" in (out / "report.md").read_text()
+    # a dev run's fitted temperature, applied to another run
+    other = evaluate(
+        config(manifest, tmp_path / "other", temperature_scaling=str(out)), lm=lm, progress=False
+    )
+    assert other.summary["calibration"]["temperature"] == pytest.approx(calibration["fitted_temperature"])
+
+
+def test_a_temperature_fitted_on_dev_is_saved_with_the_checkpoint(
+    tmp_path, tiny_model, tiny_tokenizer, manifest
+):
+    from emollm.cli import evaluate_parser
+    from emollm.modeling.checkpoint import save_checkpoint
+
+    base_folder = base.save_to_cache(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+    checkpoint = save_checkpoint(tiny_model, tmp_path / "ckpt", base_model=str(base_folder), save_lora=False)
+    dev = evaluate(
+        config(manifest, tmp_path / "dev", model=str(checkpoint), device="cpu", save_temperature=True),
+        progress=False,
+    )
+    saved = json.loads((checkpoint / "temperature.json").read_text())
+    assert saved["temperature"] == dev.summary["calibration"]["fitted_temperature"]
+    assert saved["fitted_on"]["n"] == 6 and dev.summary["calibration"]["saved_to"].endswith(
+        "temperature.json"
+    )
+    test = evaluate(
+        config(
+            manifest, tmp_path / "test", model=str(checkpoint), device="cpu", temperature_scaling="checkpoint"
+        ),
+        progress=False,
+    )
+    assert test.summary["calibration"]["temperature"] == saved["temperature"]
+    assert test.summary["calibration"]["temperature_source"].endswith("temperature.json")
+    with pytest.raises(ConfigError, match="save_temperature needs mode score and a checkpoint folder"):
+        config(manifest, tmp_path / "x", save_temperature=True)  # the default model is no checkpoint
+    with pytest.raises(ConfigError, match="a temperature must be a number > 0"):
+        config(manifest, tmp_path / "x", temperature_scaling="-1")
+    with pytest.raises(ConfigError, match="has no temperature.json"):
+        evaluate(config(manifest, tmp_path / "y", temperature_scaling="checkpoint"), progress=False)
+    args = evaluate_parser().parse_args(
+        ["--data", "ravdess", "--temperature-scaling", "1.5", "--save-temperature"]
+    )
+    assert (args.temperature_scaling, args.save_temperature) == ("1.5", True)
+
+
+def test_compare_reads_the_probabilities_of_two_runs(lm, manifest, tmp_path):
+    from emollm.evaluation.calibration import compare_calibration
+    from emollm.evaluation.runs import read_predictions
+
+    runs = {}
+    for name, calibrate in (("a", False), ("b", True)):
+        evaluate(config(manifest, tmp_path / name, calibrate=calibrate), lm=lm, progress=False)
+        runs[name] = read_predictions(tmp_path / name / "predictions.jsonl")
+    result = compare_calibration(
+        tmp_path / "a", tmp_path / "b", runs["a"], runs["b"], list(runs["a"]), LABELS, n_resamples=100
+    )
+    for name in ("a", "b"):
+        scores = json.loads((tmp_path / name / "metrics.json").read_text())["metrics"]
+        for metric in ("ece", "brier", "nll"):
+            assert result["metrics"][metric][name] == pytest.approx(scores[metric])
+    assert result["n"] == 6 and result["n_distribution"] == 0 and "r2" not in result["metrics"]

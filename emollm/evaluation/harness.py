@@ -6,12 +6,21 @@ writes its scores):
 =====================  ===================================================================================
 ``config.json``        the run's settings (what decides the predictions) and the emollm version
 ``predictions.jsonl``  one JSON row per utterance, appended and flushed batch by batch as they are made
-``metrics.json``       WA, UA, weighted/macro F1, parse failures, format compliance, mean true-label
-                       probability (score mode), per-class scores, the confusion matrix, 95% bootstrap
-                       intervals (``ci95``), the chance and majority baselines and the timing
+``metrics.json``       WA, UA, weighted/macro F1, parse failures, format compliance, per-class scores, the
+                       confusion matrix, 95% bootstrap intervals (``ci95``), the chance and majority
+                       baselines and the timing; score mode adds the mean true-label probability, ``nll``,
+                       ``ece`` and ``brier``, a ``calibration`` section and, where utterances have gold label
+                       distributions, a ``distribution`` section (:mod:`emollm.evaluation.report`)
 ``report.md``          the same as Markdown tables
 ``confusion.png``      the confusion matrix
+``reliability.png``    score mode: the reliability diagram (accuracy against confidence, 15 bins)
 =====================  ===================================================================================
+
+**Temperature scaling** (score mode) changes only the probabilities, never the predicted labels, so it is
+applied when the rows are scored and is not one of the settings a folder is resumed with: every run reports
+the ``fitted_temperature`` of its own utterances; ``save_temperature`` writes it into the ``model``
+checkpoint folder (run it on a dev split) and ``temperature_scaling`` applies one (a number, ``checkpoint``
+or a dev run's folder) to another split (see :mod:`emollm.evaluation.calibration`).
 
 **Resume.** Running the same command again reads ``predictions.jsonl`` and predicts only the utterances it
 does not hold yet, so an interrupted run loses at most the batch in flight and never writes a prediction
@@ -53,6 +62,7 @@ from pathlib import Path
 
 from emollm.data import corpus_problem
 from emollm.errors import ConfigError, check_config
+from emollm.evaluation.calibration import gold_distribution, load_temperature, save_temperature
 from emollm.evaluation.report import report_markdown, score_rows
 from emollm.evaluation.runs import (
     append_predictions,
@@ -156,6 +166,21 @@ class EvalConfig:
         default=False, metadata={"help": "score mode: contextual calibration against a content-free input"}
     )
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
+    temperature_scaling: str = field(
+        default="none",
+        metadata={
+            "help": "score mode: divide the label log-probabilities by a temperature before the "
+            "probabilistic scores (labels never change): none, a number, checkpoint (the --model folder's "
+            "temperature.json) or an evaluation folder (its fitted temperature, e.g. a dev run's)"
+        },
+    )
+    save_temperature: bool = field(
+        default=False,
+        metadata={
+            "help": "score mode: fit the temperature on this run's utterances (use a dev split) and save "
+            "it in the --model checkpoint folder as temperature.json"
+        },
+    )
 
     def __post_init__(self):
         problems = [p for p in [corpus_problem("data", self.data)] if p]
@@ -175,6 +200,16 @@ class EvalConfig:
             problems.append(
                 f"normalizer is {self.normalizer!r}; accepted: speaker, none or the path of a normaliser JSON"
             )
+        if self.save_temperature and (self.mode != "score" or not _is_checkpoint(self.model)):
+            problems.append(
+                f"save_temperature needs mode score and a checkpoint folder as model, got mode {self.mode!r} "
+                f"and model {self.model!r}"
+            )
+        if self.temperature_scaling not in ("none", "checkpoint"):  # a number or a path; read when it runs
+            try:
+                load_temperature(self.temperature_scaling)
+            except ConfigError as exc:
+                problems.append(str(exc))
         for check in (lambda: template_path(self.strategy), lambda: self.label_set()):
             try:
                 check()
@@ -241,6 +276,10 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
     from emollm.api import EmotionReasoner
     from emollm.modeling.emotion_lm import EmotionLM
 
+    temperature, temperature_source = 1.0, "none"  # generate mode has no probabilities to scale
+    if config.mode == "score":  # read before any work, so a wrong source fails at once
+        temperature, temperature_source = load_temperature(config.temperature_scaling, config.model)
+
     # 1. Which utterances, scored on which labels
     label_set, utterances = select_utterances(
         config.data,
@@ -251,6 +290,7 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         data_root=config.data_root,
         context_turns=config.context,
     )
+    gold_dists = {u.id: gold_distribution(u, label_set) for u in utterances}  # annotator votes, if any
 
     # 2. The model and how it is asked
     if lm is None:
@@ -338,6 +378,8 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
             for utt, pred in zip(batch, preds):
                 row = {"id": utt.id, "gold": utt.label, "input_sha256": digests[utt.id], **pred.to_dict()}
                 row["notes"] = [*notes.get(utt.id, []), *row["notes"]]
+                if gold_dists.get(utt.id):  # for `emollm compare`; scoring reads the utterances' own
+                    row["gold_distribution"] = gold_dists[utt.id]
                 rows.append(row)
             if not started:  # only now may an earlier run's predictions go (--overwrite, stale rows)
                 start_run(out, settings, resume)
@@ -353,8 +395,23 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         rows = read_predictions(predictions_path)
         ordered = [rows[u.id] for u in utterances]
         metrics, baseline, summary = score_rows(
-            ordered, label_set, _train_labels(config, label_set), config.mode
+            ordered,
+            label_set,
+            _train_labels(config, label_set),
+            config.mode,
+            gold_distributions=gold_dists,
+            temperature=temperature,
+            temperature_source=temperature_source,
         )
+        if config.save_temperature:
+            fitted = summary["calibration"]["fitted_temperature"]
+            saved = save_temperature(
+                config.model, fitted, data=config.data, split=config.split, n=len(ordered), run=str(out)
+            )
+            summary["calibration"]["saved_to"] = str(saved)
+            logger.info(
+                "saved temperature %.4g, fitted on %s %s, to %s", fitted, config.data, config.split, saved
+            )
         summary.update(
             {
                 "settings": settings,
@@ -373,6 +430,13 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         strategy = Path(config.strategy).stem
         title = f"{config.data} {config.split}: {strategy}, {config.mode}, context {config.context}"
         plot_confusion_matrix(metrics, label_set, out / "confusion.png", title=title)
+        if summary["calibration"] is not None:
+            from emollm.evaluation.calibration import plot_reliability_diagram
+
+            scaled = f", T={temperature:.3g}" if temperature != 1 else ""
+            plot_reliability_diagram(
+                summary["calibration"]["bins"], out / "reliability.png", title=title + scaled
+            )
     return EvalResult(metrics, baseline, out, len(todo), summary)
 
 
@@ -389,6 +453,12 @@ def _train_labels(config: EvalConfig, label_set) -> list[str] | None:
         return None
     labels = [u.label for u in train if u.label is not None]
     return labels or None
+
+
+def _is_checkpoint(model: str) -> bool:
+    from emollm.modeling.checkpoint import is_checkpoint
+
+    return is_checkpoint(model)
 
 
 def _dtype_name(lm) -> str | None:

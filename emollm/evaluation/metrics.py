@@ -1,4 +1,4 @@
-"""Emotion-recognition metrics: WA, UA, weighted and macro F1, parse failures, confusion matrix.
+"""Emotion-recognition metrics: WA, UA, F1, parse failures, confusion matrix; NLL, ECE, Brier score.
 
 The arithmetic is scikit-learn's; this module decides what goes into it. Labels are encoded as their
 position in the label set, ``0 .. k-1``, and a parse failure (a completion that named no label, given as
@@ -18,6 +18,11 @@ confusion matrix, but are left out of UA and macro F1: their recall is undefined
 (or 1) would make the score depend on which classes a test split happens to lack. Predicting such a class is
 still an error, charged to the gold class's recall. Undefined precision (a class never predicted) counts as
 0 (``zero_division=0``), so a model that never predicts a class scores F1 0 on it.
+
+With probabilities (score mode), the probabilistic scores are defined in :mod:`emollm.evaluation.calibration`:
+NLL is the mean ``-ln p(gold)`` with ``p`` clipped at 1e-12, the Brier score its multi-class form
+``mean sum_c (p_c - y_c)^2``, and the ECE bins the probability of the *predicted* label (the top-1 label in
+score mode) into 15 equal-width bins, leaving parse failures out.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     f1_score,
-    log_loss,
     precision_recall_fscore_support,
     recall_score,
 )
 
 from emollm.errors import ConfigError, DataError
+from emollm.evaluation.calibration import brier_score, expected_calibration_error, negative_log_likelihood
 from emollm.io import atomic_path
 from emollm.labels import LabelSet, get_label_set
 
@@ -72,7 +77,12 @@ class EmotionMetrics:
             the expected matrix of the chance baseline (see :func:`baselines`).
         labels: The label set's labels, in order.
         mean_true_prob: Mean probability given to the gold label, when probabilities were passed.
-        nll: Mean negative log-likelihood (natural log) of the gold label, when probabilities were passed.
+        nll: Mean negative log-likelihood (natural log) of the gold label, each probability clipped at 1e-12,
+            when probabilities were passed.
+        ece: Expected calibration error over 15 equal-width bins of the predicted label's probability
+            (parse failures left out; None when every prediction is one), when probabilities were passed.
+        brier: Multi-class Brier score, ``mean sum_c (p_c - y_c)^2`` in [0, 2], when probabilities were
+            passed.
         description: What produced the predictions, e.g. for a baseline; empty for a model.
     """
 
@@ -88,6 +98,8 @@ class EmotionMetrics:
     labels: tuple[str, ...]
     mean_true_prob: float | None = None
     nll: float | None = None
+    ece: float | None = None
+    brier: float | None = None
     description: str = ""
 
     @property
@@ -108,6 +120,8 @@ class EmotionMetrics:
             "parse_failure_rate": self.parse_failure_rate,
             "mean_true_prob": self.mean_true_prob,
             "nll": self.nll,
+            "ece": self.ece,
+            "brier": self.brier,
             "labels": list(self.labels),
             "per_class": {label: dict(values) for label, values in self.per_class.items()},
             "confusion": confusion,
@@ -168,8 +182,9 @@ def compute_metrics(
             ``y_true``. Map free text to labels first with :func:`emollm.labels.normalize_label`.
         labels: A label-set name (``"iemocap4"``), a :class:`~emollm.labels.LabelSet` or a list of labels.
         probabilities: Optional array of shape ``(n, k)``: per example, a probability for each label in
-            label-set order; each row sums to 1. Adds :attr:`~EmotionMetrics.mean_true_prob` and
-            :attr:`~EmotionMetrics.nll`.
+            label-set order; each row sums to 1. Adds :attr:`~EmotionMetrics.mean_true_prob`,
+            :attr:`~EmotionMetrics.nll`, :attr:`~EmotionMetrics.ece` (over the probability each prediction
+            gives its own label, so pass the labels the probabilities pick) and :attr:`~EmotionMetrics.brier`.
 
     Returns:
         The metrics.
@@ -210,7 +225,8 @@ def baselines(
     - ``"chance"``: the expected scores of guessing each label uniformly at random. Every gold example is
       scored once against each of the k labels with weight 1/k, so WA and UA are exactly 1/k, the confusion
       matrix holds expected (fractional) counts, and the F1 scores are those of that expected matrix. The
-      guess's probabilities are uniform, so ``mean_true_prob`` is 1/k and ``nll`` is log k.
+      guess's probabilities are uniform, so ``mean_true_prob`` is 1/k, ``nll`` is log k, ``brier`` is
+      1 - 1/k and ``ece`` is 0 (1/k sure, right 1/k of the time).
     - ``"majority"``: always predicting the most frequent label of ``train_labels`` when given (the honest
       baseline), else of ``y_true``; ties go to the label that comes first in the set. The
       ``description`` says which label and where it came from.
@@ -501,12 +517,15 @@ def _score(
         for i, label in enumerate(label_set.labels)
     }
 
-    mean_true_prob = nll = None
+    mean_true_prob = nll = ece = brier = None
     if probs is not None:
         w = np.ones(len(true_idx)) if weights is None else weights
         mean_true_prob = float(np.average(probs[np.arange(len(true_idx)), true_idx], weights=w))
-        # k == 1: the only label always has probability 1.
-        nll = float(log_loss(true_idx, probs, labels=all_classes, sample_weight=w)) if k > 1 else 0.0
+        nll = negative_log_likelihood(probs, true_idx, weights=w)
+        brier = brier_score(probs, true_idx, weights=w)
+        ece = expected_calibration_error(
+            probs, true_idx, predicted=pred_idx, weights=w
+        )  # sentinel k: left out
 
     return EmotionMetrics(
         n=n,
@@ -521,6 +540,8 @@ def _score(
         labels=tuple(label_set.labels),
         mean_true_prob=mean_true_prob,
         nll=nll,
+        ece=ece,
+        brier=brier,
     )
 
 
