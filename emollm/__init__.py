@@ -41,6 +41,10 @@ _LAZY = {
     "EmotionPrediction": "emollm.api",
     "EvalConfig": "emollm.evaluation.harness",
     "evaluate": "emollm.evaluation.harness",
+    "extract_claims": "emollm.reasoning",
+    "verify_rationale": "emollm.reasoning",
+    "neutralize": "emollm.prompting",
+    "augment_utterances": "emollm.augment",
 }
 
 __all__ = [
