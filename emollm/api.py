@@ -22,6 +22,8 @@ What a prediction is made of:
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,14 +31,20 @@ from pathlib import Path
 import torch
 
 from emollm.data.schema import Utterance
-from emollm.errors import ConfigError
-from emollm.inputs import PromptBuilder, prompt_speaker
+from emollm.errors import AlignmentError, AudioError, ConfigError, DataError
+from emollm.inputs import PromptBuilder, as_turns, prompt_speaker
 from emollm.labels import LabelSet
 from emollm.modeling.base import DEFAULT_MODEL
 from emollm.parsing import parse_completion
 from emollm.prompting import SYSTEM_PROMPT
 
+logger = logging.getLogger(__name__)
+
 MODES = ("score", "generate", "both")
+
+ITEM_ERRORS = (AudioError, AlignmentError, DataError, OSError)
+"""What one item's data can raise (unreadable audio, ...): :meth:`EmotionReasoner.predict_batch` keeps it to
+that item. Configuration mistakes (:class:`~emollm.errors.ConfigError`) still stop the call."""
 
 
 @dataclass
@@ -142,6 +150,29 @@ class EmotionReasoner:
     ):
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+            raise ConfigError(
+                f"max_new_tokens must be an integer >= 1 (or None: the default), got {max_new_tokens!r}"
+            )
+        if do_sample and not (
+            isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+        ):
+            raise ConfigError(
+                f"temperature must be a number > 0 when do_sample=True, got {temperature!r}; for greedy "
+                "decoding use do_sample=False"
+            )
+        if mode == "generate":
+            ignored = [
+                name for name, on in (("calibrate", calibrate), ("length_normalize", length_normalize)) if on
+            ]
+            if ignored:
+                raise ConfigError(
+                    f"{' and '.join(ignored)} {'change' if len(ignored) > 1 else 'changes'} the label "
+                    "distribution, which mode 'generate' does not "
+                    "compute; use mode 'score' or 'both', or leave them off"
+                )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if prosody_style not in ("vowel", "utterance", "measures"):
             raise ConfigError(
                 f"prosody_style must be 'vowel', 'utterance' or 'measures', got {prosody_style!r} (use "
@@ -157,6 +188,9 @@ class EmotionReasoner:
             system=system,
             placeholders=getattr(lm, "placeholders", {}),
         )
+        # a template naming a variable it does not receive fails now, not after the audio work
+        self.prompts.message("x")
+        self.prompts.message("x", [("A", "y")], "B", "z")
         if isinstance(normalizer, (str, Path)):
             from emollm.prosody.normalize import ProsodyNormalizer
 
@@ -174,7 +208,9 @@ class EmotionReasoner:
         self.calibrate = calibrate
         self._content_free = None
         self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens or (128 if self.prompts.asks_for_tags else 16)
+        self.max_new_tokens = (
+            max_new_tokens if max_new_tokens is not None else (128 if self.prompts.asks_for_tags else 16)
+        )
 
     # the prompt's settings live in its builder
     labels = property(lambda self: self.prompts.labels, doc="The :class:`~emollm.labels.LabelSet` offered.")
@@ -201,8 +237,15 @@ class EmotionReasoner:
         """
         from emollm.modeling.emotion_lm import EmotionLM
 
+        problem = device_problem(device)
+        if problem:
+            raise ConfigError(problem)
         lm = EmotionLM.from_pretrained(name_or_path, dtype=dtype, device=device)
         saved = dict(getattr(lm, "checkpoint_config", {}).get("reasoner", {}))
+        if settings.get("mode") == "generate":  # a saved score-mode setting does not apply to generation
+            for name in ("calibrate", "length_normalize"):
+                if name not in settings:
+                    saved.pop(name, None)
         return cls(lm, **{**saved, **settings})
 
     # -- building blocks -----------------------------------------------------------------------------------
@@ -302,10 +345,12 @@ class EmotionReasoner:
             **extract_kwargs: For the prosody pipeline: ``textgrid``, ``gender``, ``sample_rate``...
 
         Raises:
-            ConfigError: neither audio nor transcript. AudioError: unusable audio.
+            ConfigError: neither audio nor transcript, or a transcript that is not a string. AudioError:
+                unusable audio.
         """
-        return self.predict_batch([{"audio": audio, "transcript": transcript, "context": context,
-                                    "speaker": speaker, **extract_kwargs}])[0]  # fmt: skip
+        item = {"audio": audio, "transcript": transcript, "context": context, "speaker": speaker,
+                **extract_kwargs}  # fmt: skip
+        return self.predict_batch([item], errors="raise")[0]
 
     def predict_batch(
         self,
@@ -314,6 +359,7 @@ class EmotionReasoner:
         prosody: Sequence[str | None] | None = None,
         frames: Sequence[dict] | None = None,
         cache: dict | None = None,
+        errors: str = "note",
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
 
@@ -332,44 +378,78 @@ class EmotionReasoner:
                 normalisation, ``max_new_tokens``), so one cache can serve several reasoners; it is valid
                 only while the model's weights stay as they were. Unused with adapters (each item's audio
                 differs); sampled completions are never reused.
+            errors: What an item whose data fails does. ``"note"`` (the default) keeps the failure to that
+                item, as the evaluation harness does: audio that cannot be read or measured leaves the item
+                without a prosody description (predicted from its transcript, with a ``prosody failed``
+                note); an item left with nothing to go on (no transcript, or an adapter model that cannot
+                hear its audio) gets ``label=None`` and a ``not predicted`` note. ``"raise"`` raises the
+                first such error (:meth:`predict` does).
 
         Returns:
             One :class:`EmotionPrediction` per item, in order. Identical prompts are computed once (the
             decoding is deterministic unless ``do_sample``).
+
+        A prompt longer than the model's context (its ``max_position_embeddings``, less room for the answer)
+        loses context turns from the oldest on until it fits; the utterance is always kept. A note and a
+        logged warning say how many turns were left out, or that even the utterance alone is too long (the
+        prediction is then made, but unreliable).
         """
+        if errors not in ("note", "raise"):
+            raise ConfigError(f"errors must be 'note' or 'raise', got {errors!r}")
         rows = [_as_fields(item) for item in items]
         if prosody is not None and len(prosody) != len(rows):
             raise ConfigError(f"prosody has {len(prosody)} entries for {len(rows)} items")
         descriptions: list[str | None] = []
         notes: list[list[str]] = []
+        failed: dict[int, str] = {}  # item -> why it is not predicted
         for i, row in enumerate(rows):
-            if row["audio"] is None and not (row["transcript"] or "").strip():
+            has_words = bool((row["transcript"] or "").strip())
+            if row["audio"] is None and not has_words:
                 raise ConfigError("predict needs audio, a transcript, or both; got neither")
             if prosody is not None:
                 descriptions.append(prosody[i] if self.prosody else None)
                 notes.append([])
             elif self.prosody and row["audio"] is not None:
-                from emollm.prosody.pipeline import extract_prosody
-
-                measured = extract_prosody(
-                    row["audio"], row["transcript"], speaker=row["speaker"], **row["extract"]
-                )
-                descriptions.append(self.describe_features(measured) or None)
-                notes.append(list(measured.notes))
+                try:
+                    measured = extract_for_prompt(
+                        row["audio"], row["transcript"], row["speaker"], **row["extract"]
+                    )
+                except ITEM_ERRORS as exc:
+                    if errors == "raise":
+                        raise
+                    descriptions.append(None)
+                    notes.append([f"prosody failed: {type(exc).__name__}: {exc}"])
+                    if not has_words:
+                        failed[i] = "no transcript, and the audio could not be measured"
+                else:
+                    descriptions.append(self.describe_features(measured) or None)
+                    notes.append(list(measured.notes))
             else:
                 descriptions.append(None)
                 notes.append(["text only: no audio was given"] if row["audio"] is None else [])
-            if not (row["transcript"] or "").strip():
+            if not has_words:
                 notes[-1].append("no transcript: the prompt says it is unknown")
 
         adapted = bool(getattr(self.lm, "modalities", ()))
-        if adapted:
-            if frames is None:
-                frames = self.encode(rows)
-            elif len(frames) != len(rows):
-                raise ConfigError(f"frames has {len(frames)} entries for {len(rows)} items")
-        else:
-            frames = None
+        if adapted and frames is not None and len(frames) != len(rows):
+            raise ConfigError(f"frames has {len(frames)} entries for {len(rows)} items")
+        if adapted and frames is None:
+            frames = self._encode_each(rows, failed, errors)
+
+        # The prompts, with context turns left out (oldest first) where the model's context is too short
+        generating = self.mode in ("generate", "both")
+        scoring = self.mode in ("score", "both")
+        generation_prompts: list[str] = [""] * len(rows)
+        scoring_prompts: list[str] = [""] * len(rows)
+        for i, (row, text) in enumerate(zip(rows, descriptions)):
+            if i in failed:
+                continue
+            generation_prompts[i], scoring_prompts[i], note = self._fitted_prompts(row, text, scoring)
+            if note:
+                notes[i].append(note)
+        if not scoring:
+            scoring_prompts = generation_prompts
+        live = [i for i in range(len(rows)) if i not in failed]
 
         if adapted:
             cache = None  # each item's audio differs: nothing is reused
@@ -380,22 +460,13 @@ class EmotionReasoner:
         # which depends on this reasoner's content-free prompt, is applied after the lookup.
         score_key = ("score", self.lm, tuple(self.labels.labels), self.length_normalize)
         generate_key = ("generate", self.lm, self.max_new_tokens)
+        extra = {"frames": [frames[i] for i in live]} if adapted else {}
 
-        def prompts(for_scoring: bool) -> list[str]:
-            return [
-                self.build_prompt(
-                    row["transcript"], row["context"], row["name"], text, for_scoring=for_scoring
-                )
-                for row, text in zip(rows, descriptions)
-            ]
-
-        distributions: list[dict[str, float] | None] = [None] * len(rows)
-        completions: list[str | None] = [None] * len(rows)
-        generation_prompts = prompts(for_scoring=False)
-        scoring = prompts(for_scoring=True) if self.mode in ("score", "both") else generation_prompts
-        if self.mode in ("score", "both") and rows:
-            extra = {"frames": frames} if adapted else {}
-            todo = scoring if adapted else [p for p in dict.fromkeys(scoring) if (score_key, p) not in cache]
+        distributions: dict[int, dict[str, float]] = {}
+        completions: dict[int, str] = {}
+        if scoring and live:
+            asked = [scoring_prompts[i] for i in live]
+            todo = asked if adapted else [p for p in dict.fromkeys(asked) if (score_key, p) not in cache]
             if todo:
                 scores = self.lm.score(
                     todo,
@@ -406,13 +477,13 @@ class EmotionReasoner:
                 )
             if not adapted:
                 cache.update({(score_key, p): row for p, row in zip(todo, scores.unbind(0) if todo else ())})
-                scores = torch.stack([cache[score_key, p] for p in scoring])
+                scores = torch.stack([cache[score_key, p] for p in asked])
             if self.calibrate:
                 scores = scores - self.content_free_scores()
-            probs = scores.softmax(dim=-1).tolist()
-            distributions = [dict(zip(self.labels.labels, row)) for row in probs]
-        if self.mode in ("generate", "both") and rows:
-            extra = {"frames": frames} if adapted else {}
+            for i, row in zip(live, scores.softmax(dim=-1).tolist()):
+                distributions[i] = dict(zip(self.labels.labels, row))
+        if generating and live:
+            asked = [generation_prompts[i] for i in live]
             settings = {
                 "max_new_tokens": self.max_new_tokens,
                 "do_sample": self.do_sample,
@@ -420,17 +491,26 @@ class EmotionReasoner:
                 "batch_size": self.batch_size,
             }
             if adapted or self.do_sample:  # sampled text is not a function of the prompt: never reused
-                completions = self.lm.generate(generation_prompts, **settings, **extra)
+                texts = self.lm.generate(asked, **settings, **extra)
             else:
-                todo = [p for p in dict.fromkeys(generation_prompts) if (generate_key, p) not in cache]
+                todo = [p for p in dict.fromkeys(asked) if (generate_key, p) not in cache]
                 if todo:
-                    texts = self.lm.generate(todo, **settings)
-                    cache.update({(generate_key, p): t for p, t in zip(todo, texts)})
-                completions = [cache[generate_key, p] for p in generation_prompts]
+                    cache.update(
+                        {(generate_key, p): t for p, t in zip(todo, self.lm.generate(todo, **settings))}
+                    )
+                texts = [cache[generate_key, p] for p in asked]
+            completions.update(zip(live, texts))
 
         out = []
         for i in range(len(rows)):
-            dist, completion = distributions[i], completions[i]
+            if i in failed:
+                out.append(
+                    EmotionPrediction(
+                        label=None, prosody=descriptions[i], notes=[*notes[i], f"not predicted: {failed[i]}"]
+                    )
+                )
+                continue
+            dist, completion = distributions.get(i), completions.get(i)
             parsed = parse_completion(completion, self.labels) if completion is not None else None
             label = max(dist, key=dist.get) if dist is not None else (parsed.label if parsed else None)
             out.append(
@@ -442,11 +522,125 @@ class EmotionReasoner:
                     completion=completion,
                     generated_label=parsed.label if parsed else None,
                     format_ok=parsed.format_ok if parsed else None,
-                    prompt=generation_prompts[i] if completion is not None else scoring[i],
+                    prompt=generation_prompts[i] if completion is not None else scoring_prompts[i],
                     notes=notes[i],
                 )
             )
         return out
+
+    def _encode_each(self, rows: list[dict], failed: dict[int, str], errors: str) -> list[dict | None]:
+        """:meth:`encode` of the rows not yet failed, None for the others.
+
+        With ``errors="note"`` an item that fails is recorded in ``failed`` (the batch is retried item by item
+        to find it).
+        """
+        todo = [i for i in range(len(rows)) if i not in failed]
+        frames: list[dict | None] = [None] * len(rows)
+        try:
+            for i, item in zip(todo, self.encode([rows[i] for i in todo])):
+                frames[i] = item
+            return frames
+        except ITEM_ERRORS:
+            if errors == "raise":
+                raise
+        for i in todo:
+            try:
+                frames[i] = self.encode([rows[i]])[0]
+            except ITEM_ERRORS as exc:
+                failed[i] = f"the model's encoder could not read the audio: {type(exc).__name__}: {exc}"
+        return frames
+
+    def max_positions(self) -> int | None:
+        """How many tokens the model reads at most (its ``max_position_embeddings``); None if unknown."""
+        config = getattr(getattr(self.lm, "model", None), "config", None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def _answer_room(self, scoring: bool) -> int:
+        """Positions kept after the prompt: the generated tokens, or in score mode the longest label's."""
+        room = self.max_new_tokens if self.mode in ("generate", "both") else 0
+        if scoring:
+            tokenizer = self.lm.tokenizer
+            longest = max(
+                len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in self.labels.labels
+            )
+            room = max(room, longest)
+        return room
+
+    def _fitted_prompts(
+        self, row: dict, description: str | None, scoring: bool
+    ) -> tuple[str, str, str | None]:
+        """The generation and scoring prompts of one item, cut to the model's context, and a note if cut.
+
+        Context turns go first, oldest first; the utterance and its description are always kept, so a prompt
+        too long even without context turns is returned as it is, with a note that says so.
+        """
+        turns = as_turns(row["context"])
+        if self.context_turns is not None:
+            turns = turns[len(turns) - self.context_turns :] if self.context_turns else []
+
+        def build(keep: int) -> tuple[str, str]:
+            shown = turns[len(turns) - keep :] if keep else []
+            args = (row["transcript"], shown, row["name"], description)
+            generation = self.build_prompt(*args)
+            return generation, self.build_prompt(*args, for_scoring=True) if scoring else generation
+
+        limit = self.max_positions()
+        prompts = build(len(turns))
+        if limit is None:
+            return (*prompts, None)
+        room = self._answer_room(scoring)
+        # a token is at least one byte of text, plus the special tokens a tokenizer may add: short prompts
+        # fit without being tokenised (pseudo-token placeholders, which stand for K tokens each, excepted)
+        if (
+            not getattr(self.lm, "modalities", ())
+            and max(len(p.encode()) for p in prompts) + room + 4 <= limit
+        ):
+            return (*prompts, None)
+
+        def length(candidate: tuple[str, str]) -> int:
+            return max(self.lm.prompt_length(p) for p in set(candidate))
+
+        full = length(prompts)
+        if full + room <= limit:
+            return (*prompts, None)
+        low, high = 0, len(turns) - 1  # the most turns that fit lie in [low, high] if any do
+        best = None
+        while low <= high:
+            mid = (low + high) // 2
+            candidate = build(mid)
+            if length(candidate) + room <= limit:
+                best, low = (mid, candidate), mid + 1
+            else:
+                high = mid - 1
+        if row["id"]:
+            who = f"utterance {row['id']!r}"
+        else:
+            who = (
+                f"utterance {_clip(row['transcript'])!r}"
+                if row["transcript"]
+                else "an utterance without transcript"
+            )
+        over = f"over the model's {limit} positions less {room} for the answer"
+        if best is None:  # the utterance alone is too long: it is kept, and the result is flagged
+            prompts = build(0)
+            shortest = length(prompts) if turns else full
+            cut = f"all {len(turns)} context turns left out, and still " if turns else ""
+            note = (
+                f"{cut}the prompt is {shortest} tokens, {over}: the result is unreliable; shorten the "
+                "transcript" + (" or the prosody description (max_words)" if description else "")
+            )
+        else:
+            keep, prompts = best
+            note = (
+                f"context cut to the last {keep} of {len(turns)} turns: with all of them the prompt is "
+                f"{full} tokens, {over}"
+            )
+        logger.warning("%s: %s", who, note)
+        return (*prompts, note)
 
     def settings(self) -> dict:
         """The settings that decide the predictions (recorded by the evaluation harness)."""
@@ -474,6 +668,79 @@ class EmotionReasoner:
         return f"EmotionReasoner({json.dumps(self.settings())})"
 
 
+def device_problem(device) -> str | None:
+    """Why ``device`` cannot be used here (a CUDA device on a CPU build of torch...), or None if it can.
+
+    >>> device_problem("cpu") is None
+    True
+    >>> device_problem("tpu:0")
+    "device is 'tpu:0', which torch does not know; use cpu, cuda, cuda:N or mps"
+    """
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        return f"device is {device!r}, which torch does not know; use cpu, cuda, cuda:N or mps"
+    if parsed.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            return f"device is {device!r}, but this torch is a CPU-only build (no CUDA support); use cpu"
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"device is {device!r}, but no CUDA GPU is visible (CUDA_VISIBLE_DEVICES?); use cpu"
+        if parsed.index is not None and parsed.index >= count:
+            return (
+                f"device is {device!r}, but only {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        return f"device is {device!r}, but MPS (Apple GPU) is not available here; use cpu"
+    return None
+
+
+def extract_for_prompt(audio, transcript: str | None, speaker: str | None = None, **extract_kwargs):
+    """:func:`emollm.extract_prosody` for a prompt: a transcript the aligner cannot use falls back to nuclei.
+
+    A blank transcript counts as none. A transcript with no English words (another script: the aligner's
+    dictionary and acoustic model are English) is not aligned: vowels come from syllable nuclei, and the
+    first note says why, as when alignment fails. With ``on_failure="raise"`` it raises instead.
+
+    Raises:
+        AudioError: unusable audio. AlignmentError: with ``on_failure="raise"``, a transcript that cannot be
+            aligned.
+    """
+    from emollm.prosody.pipeline import extract_prosody
+    from emollm.prosody.pronunciation import tokenize
+
+    if transcript is not None and not transcript.strip():
+        transcript = None
+    if transcript is None or extract_kwargs.get("textgrid") is not None or tokenize(transcript)[0]:
+        return extract_prosody(audio, transcript, speaker=speaker, **extract_kwargs)
+    if extract_kwargs.get("on_failure") == "raise":
+        raise AlignmentError(
+            f"transcript {_clip(transcript)!r} has no English words to align (the aligner knows English only)"
+        )
+    features = extract_prosody(audio, None, speaker=speaker, **extract_kwargs)
+    features.alignment.transcript = transcript
+    features.notes = [
+        f"the transcript has no English words to align ({', '.join(tokenize(transcript)[1][:5])}); fell "
+        "back to syllable nuclei",
+        *(note for note in features.notes if note != "no transcript"),
+    ]
+    return features
+
+
+def _clip(text: str | None, width: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _check_text(value, what: str) -> None:
+    """A transcript or speaker must be a string or None (a NaN from a table with a gap is neither)."""
+    if value is not None and not isinstance(value, str):
+        hint = " (a missing value? use None)" if isinstance(value, float) and math.isnan(value) else ""
+        raise ConfigError(f"{what} must be a string or None, got {type(value).__name__} {value!r}{hint}")
+
+
 def _as_fields(item) -> dict:
     """An Utterance or a dict of :meth:`EmotionReasoner.predict` arguments -> one normal form."""
     if isinstance(item, Utterance):
@@ -481,7 +748,8 @@ def _as_fields(item) -> dict:
         extract = {"sample_rate": item.sample_rate} if item.audio is not None else {}
         if item.gender:
             extract["gender"] = item.gender
-        return {
+        fields = {
+            "id": item.id,
             "audio": audio,
             "video": None,
             "transcript": item.transcript,
@@ -490,15 +758,20 @@ def _as_fields(item) -> dict:
             "name": prompt_speaker(item),  # "corpus/name" ids; named only in conversations
             "extract": extract,
         }
-    if not isinstance(item, dict):
+    elif isinstance(item, dict):
+        known = {"id", "audio", "video", "transcript", "context", "speaker"}
+        fields = {
+            "id": item.get("id"),
+            "audio": item.get("audio"),
+            "video": item.get("video"),
+            "transcript": item.get("transcript"),
+            "context": item.get("context"),
+            "speaker": item.get("speaker"),
+            "name": item.get("speaker"),
+            "extract": {k: v for k, v in item.items() if k not in known and v is not None},
+        }
+    else:
         raise ConfigError(f"an item must be an Utterance or a dict of predict() arguments, got {type(item)}")
-    known = {"audio", "video", "transcript", "context", "speaker"}
-    return {
-        "audio": item.get("audio"),
-        "video": item.get("video"),
-        "transcript": item.get("transcript"),
-        "context": item.get("context"),
-        "speaker": item.get("speaker"),
-        "name": item.get("speaker"),
-        "extract": {k: v for k, v in item.items() if k not in known and v is not None},
-    }
+    _check_text(fields["transcript"], "transcript")
+    _check_text(fields["speaker"], "speaker")
+    return fields

@@ -126,13 +126,15 @@ def load_audio(
         The validated :class:`Audio`.
 
     Raises:
-        AudioError: missing or unreadable file, missing sample rate, empty, non-finite samples, silence,
-            too short or too long.
+        AudioError: missing or unreadable file (or a folder), missing sample rate, empty, non-finite samples,
+            silence (a constant DC level included), too short or too long.
     """
     if isinstance(source, Audio):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise AudioError(f"audio file {str(path)!r} is a folder, not a file; give one audio file in it")
         if not path.is_file():
             raise AudioError(f"audio file {str(path)!r} does not exist")
         channels, sr = _read_file(path)
@@ -159,6 +161,13 @@ def load_audio(
     peak = float(np.max(np.abs(mono)))
     if peak < SILENCE_PEAK:
         raise AudioError(f"audio {name} is silent (peak amplitude {peak:.2e}, below {SILENCE_PEAK:.0e})")
+    offset = float(np.mean(mono, dtype=np.float64))
+    swing = float(np.max(np.abs(mono - offset)))
+    if swing < SILENCE_PEAK:  # a constant (DC) level with nothing on top of it carries no sound
+        raise AudioError(
+            f"audio {name} is silent: a constant level (DC offset {offset:.3g}) with no sound on it (it "
+            f"varies by {swing:.1e}, below {SILENCE_PEAK:.0e})"
+        )
     if peak > 1.0:  # float data beyond full scale: scale down, keeping the shape
         mono = mono / peak
 
@@ -191,7 +200,8 @@ def save_audio(audio: Audio, path: str | Path) -> Path:
 
     >>> import tempfile
     >>> folder = tempfile.TemporaryDirectory()
-    >>> path = save_audio(load_audio(np.full(8000, 0.1), 16000), Path(folder.name) / "tone.wav")
+    >>> tone = load_audio(0.1 * np.sin(np.arange(8000) / 5), 16000)
+    >>> path = save_audio(tone, Path(folder.name) / "tone.wav")
     >>> path.name, load_audio(path).duration
     ('tone.wav', 0.5)
     >>> folder.cleanup()
@@ -203,6 +213,8 @@ def save_audio(audio: Audio, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".wav", ".flac", ".ogg"):
         raise AudioError(f"save_audio writes .wav, .flac or .ogg files, got {path.name!r}")
+    if path.is_dir():
+        raise AudioError(f"cannot write audio to {str(path)!r}: it is a folder; give a file name")
     with atomic_path(path) as tmp:
         sf.write(str(tmp), audio.samples, audio.sample_rate)
     return path

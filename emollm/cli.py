@@ -1,7 +1,11 @@
 """The ``emollm`` command line: models, demo, prosody, predict, evaluate, compare, sft and grpo.
 
-Each subcommand is one function taking the parsed arguments; errors a user can cause are printed as one
-line (no traceback) with exit status 2. ``evaluate``'s options are the fields of
+Each subcommand is one function taking the parsed arguments. :func:`main` is the one place that turns
+failures into exit statuses: an error a user can cause (any :class:`~emollm.errors.EmollmError`, and a file
+that cannot be written) is one line, ``emollm <command>: error: <message>``, with exit status 2; Ctrl-C is
+one line and exit status 130 (``evaluate``, ``sft`` and ``grpo`` resume when rerun); a closed pipe
+(``emollm ... | head``) ends quietly. Output paths (``--output``, ``--plot``, ``--save-audio``, a recipe's
+``output_dir``) are checked before any long work. ``evaluate``'s options are the fields of
 :class:`~emollm.evaluation.harness.EvalConfig` (transformers' ``HfArgumentParser``); ``sft`` and
 ``grpo`` hand the rest of the command line to the recipes in :mod:`emollm.recipes` (TRL's ``TrlParser``:
 ``--config`` YAML plus overrides).
@@ -10,16 +14,79 @@ line (no traceback) with exit status 2. ``evaluate``'s options are the fields of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from emollm.errors import ConfigError, EmollmError
 
 DEMO_TEXT = "I can't believe you did this to me, after everything I've done for you!"
 DEMO_PITCH = 1.5  # Praat pitch multiplier: about +5.5 semitones, a raised voice
 DEMO_RATE = 210  # words per minute, faster than the synthesiser's 175
+
+RESUMABLE = ("evaluate", "sft", "grpo")
+"""Commands that continue where they stopped when rerun (an interrupted run says so)."""
+
+_WRITE_ERRNOS = (
+    "EACCES",
+    "EPERM",
+    "EROFS",
+    "ENOSPC",
+    "EDQUOT",
+    "EEXIST",
+    "ENOTDIR",
+    "EISDIR",
+    "ENAMETOOLONG",
+)
+WRITE_ERRORS = {getattr(errno, name) for name in _WRITE_ERRNOS if hasattr(errno, name)}
+"""``OSError`` numbers shown as a one-line error: what a path or a full disk causes, not a bug."""
+
+
+def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False, suffixes=()) -> Path:
+    """Refuse, before any work, an output that cannot be written; returns it as a :class:`~pathlib.Path`.
+
+    A file is refused when it is an existing folder, has a suffix outside ``suffixes`` (when given) or is
+    read-only; a folder when a file is in its place. Either way the nearest existing folder above must be
+    writable (missing folders are created later) and not a file.
+
+    Raises:
+        ConfigError: naming ``flag``, the path and what is wrong.
+
+    >>> check_output_path("/", "--plot")
+    Traceback (most recent call last):
+    ...
+    emollm.errors.ConfigError: --plot '/' is a folder; give a file name (e.g. '/out')
+    """
+    path = Path(path).expanduser()
+    if not folder and path.is_dir():
+        example = path / f"out{suffixes[0] if suffixes else ''}"
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; give a file name (e.g. {str(example)!r})")
+    if not folder and suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {str(path)!r} must end in {', '.join(suffixes)}")
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a file; give a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{flag} {str(path)!r} is not writable")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} cannot be made: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{flag} {str(path)!r} cannot be written: the folder {str(existing)!r} is not writable"
+        )
+    return path
+
+
+def _check_max_new_tokens(value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {value} (leave it out for the default)")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -64,8 +131,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from emollm.api import EmotionReasoner
     from emollm.prosody.synth import synthesize
 
+    _check_max_new_tokens(args.max_new_tokens)
+    if args.save_audio:  # before the run, whose result would otherwise be lost
+        check_output_path(args.save_audio, "--save-audio", suffixes=(".wav", ".flac", ".ogg"))
     start = time.perf_counter()
     audio, _ = synthesize(args.text, pitch=args.pitch, words_per_minute=args.rate)
+    if args.save_audio:
+        from emollm.audio import save_audio
+
+        save_audio(audio, args.save_audio)
     reasoner = EmotionReasoner.from_pretrained(
         args.model, labels=args.labels, strategy="acoustic", max_new_tokens=args.max_new_tokens
     )
@@ -74,10 +148,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # recording would.
     prediction = reasoner.predict(audio=audio, transcript=args.text)
     total_s = time.perf_counter() - start
-    if args.save_audio:
-        from emollm.audio import save_audio
-
-        save_audio(audio, args.save_audio)
     result = {
         "model": args.model,
         "text": args.text,
@@ -106,8 +176,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from emollm.api import EmotionReasoner
 
-    if args.file is None and not args.transcript:
+    if args.file is None and not (args.transcript or "").strip():
         raise ConfigError("give an audio FILE, a --transcript, or both")
+    _check_max_new_tokens(args.max_new_tokens)
+    if args.calibrate and args.mode == "generate":
+        raise ConfigError(
+            "--calibrate adjusts the label distribution, which --mode generate does not compute; use --mode "
+            "score or both, or leave out --calibrate"
+        )
+    if args.file is not None:  # unreadable audio fails before the model loads
+        from emollm.audio import load_audio
+
+        load_audio(args.file)
     context = []
     for turn in args.context or []:
         speaker, sep, text = turn.partition(":")
@@ -128,7 +208,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.model, **{k: v for k, v in given.items() if v is not None}
     )
     extra = {"gender": args.gender} if args.gender else {}
-    prediction = reasoner.predict(args.file, args.transcript, context, args.speaker, **extra)
+    transcript = args.transcript if (args.transcript or "").strip() else None  # "" means none
+    prediction = reasoner.predict(args.file, transcript, context, args.speaker, **extra)
     if args.json:
         print(json.dumps(prediction.to_dict(), indent=2))
     else:
@@ -166,12 +247,38 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
     from emollm.prosody.measure import MeasureConfig
     from emollm.prosody.normalize import normalize_features
     from emollm.prosody.pipeline import extract_prosody
+    from emollm.prosody.pronunciation import tokenize
 
     start = time.perf_counter()
+    if args.plot:
+        check_output_path(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
+    transcript = args.transcript
+    if transcript is not None and not transcript.strip():
+        raise ConfigError("--transcript is empty; leave it out to find syllable nuclei without a transcript")
+    # the aligner knows English only: a transcript in another script falls back to nuclei, as a failed
+    # alignment does
+    foreign = transcript is not None and args.textgrid is None and not tokenize(transcript)[0]
+    if foreign and args.on_failure == "raise":
+        raise ConfigError(
+            f"--transcript {transcript!r} has no English words to align (the aligner knows English only); "
+            "leave out --transcript, or use --on-failure nuclei, to find syllable nuclei instead"
+        )
     config = MeasureConfig(pitch_floor=args.pitch_floor, pitch_ceiling=args.pitch_ceiling, gender=args.gender)
     features = extract_prosody(
-        args.file, args.transcript, args.textgrid, args.speaker, config=config, on_failure=args.on_failure
+        args.file,
+        None if foreign else transcript,
+        args.textgrid,
+        args.speaker,
+        config=config,
+        on_failure=args.on_failure,
     )
+    if foreign:
+        features.alignment.transcript = transcript
+        features.notes = [
+            f"the transcript has no English words to align ({', '.join(tokenize(transcript)[1][:5])}); fell "
+            "back to syllable nuclei",
+            *(note for note in features.notes if note != "no transcript"),
+        ]
     normalized = normalize_features(features, args.normalizer, args.speaker)  # for its reference in --json
     text = describe(
         features, normalized, style=args.style, max_vowels=args.max_vowels, max_words=args.max_words
@@ -248,7 +355,17 @@ def _delegated(command: str, argv: list[str]) -> int:
         return _cmd_evaluate(evaluate_parser().parse_args(argv))
     import importlib
 
-    importlib.import_module(RECIPES[command]).cli(argv, prog=f"emollm {command}")
+    from emollm.training.arguments import parse_recipe_args
+
+    # the recipe module's cli(), with its output folder checked before any data or model loads
+    recipe = importlib.import_module(RECIPES[command])
+    parsed = parse_recipe_args(recipe.make_parser(f"emollm {command}"), argv)
+    if parsed[1].output_dir:
+        check_output_path(parsed[1].output_dir, "--output_dir", folder=True)
+    recipe.main(*parsed)
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # as the recipes' cli() does (see emollm.recipes.sft.cli)
     return 0
 
 
@@ -411,22 +528,53 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``emollm`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
     if argv and (argv[0] in RECIPES or argv[0] == "evaluate"):  # options read by their own parser
-        try:
-            return _delegated(argv[0], argv[1:])
-        except EmollmError as exc:
-            print(f"emollm {argv[0]}: error: {exc}", file=sys.stderr)
-            return 2
+        return _delegated(argv[0], argv[1:])
     args = make_parser().parse_args(argv)
     if getattr(args, "quiet", True):  # commands that load models; prosody never imports transformers
         _quiet_libraries()
+    return args.func(args)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``emollm`` console script; returns the exit status.
+
+    0 on success; 2 with one line ``emollm <command>: error: <message>`` on stderr for an
+    :class:`~emollm.errors.EmollmError` or an output that cannot be written (argparse's own usage errors
+    are 2 too); 130 after Ctrl-C; 1, silently, when stdout is a pipe closed early (``emollm ... | head``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = f"emollm {argv[0]}" if argv and not argv[0].startswith("-") else "emollm"
     try:
-        return args.func(args)
+        status = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
     except EmollmError as exc:
-        print(f"emollm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The Python documentation's recipe (signal module, "Note on SIGPIPE"): point stdout at devnull so
+        # the flush at exit does not fail again, and exit quietly.
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a replaced sys.stdout has no fd
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        resumable = argv and argv[0] in RESUMABLE
+        print(
+            f"\n{command}: interrupted" + ("; rerun the same command to resume" if resumable else ""),
+            file=sys.stderr,
+        )
+        return 130
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = f": {exc.filename!r}" if exc.filename else ""
+        print(f"{command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

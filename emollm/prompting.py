@@ -153,8 +153,13 @@ def template_path(strategy: str) -> Path:
     Raises:
         ConfigError: for an unknown name or a missing file, listing the shipped strategies.
     """
+    if not isinstance(strategy, (str, Path)):
+        raise ConfigError(f"strategy must be a template name or a .jinja path, got {type(strategy).__name__}")
+    strategy = str(strategy)
     path = Path(strategy).expanduser()
     if strategy.endswith(".jinja") or path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"prompt template {strategy!r} is a folder, not a .jinja file")
         if not path.is_file():
             raise ConfigError(f"prompt template file {strategy!r} does not exist")
         return path
@@ -173,7 +178,8 @@ def load_template(strategy: str) -> jinja2.Template:
     An :class:`~emollm.api.EmotionReasoner` pins its template when it is built (:func:`read_template`).
 
     Raises:
-        ConfigError: for an unknown name or a missing file, listing the shipped strategies.
+        ConfigError: for an unknown name or a missing file, listing the shipped strategies; a template that
+            does not compile (naming the file and line).
     """
     path = template_path(strategy)
     stat = path.stat()
@@ -182,12 +188,58 @@ def load_template(strategy: str) -> jinja2.Template:
 
 @functools.lru_cache(maxsize=64)
 def _compile(path: str, mtime_ns: int, size: int) -> jinja2.Template:
-    return _from_source(Path(path).read_text(encoding="utf-8"))
+    return _from_source(Path(path).read_bytes(), path)
 
 
-def _from_source(source: str) -> jinja2.Template:
+TEMPLATE_VARIABLES = ("transcript", "labels", "context", "speaker", "prosody", "audio", "video")
+"""The variables every template receives (see the module docstring)."""
+
+
+def _from_source(source: bytes, name: str) -> jinja2.Template:
+    """Compile a template file's bytes; ``name`` (its path) is kept on the template for error messages.
+
+    Raises:
+        ConfigError: bytes that are not UTF-8, or Jinja syntax errors (naming the file and the line).
+    """
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"prompt template {name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-    return env.from_string(source)
+    try:
+        template = env.from_string(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"prompt template {name}, line {exc.lineno}: {exc.message}") from None
+    template.name = name
+    return template
+
+
+def check_template(strategy: str) -> None:
+    """Compile a strategy's template and render it with sample fields, so a broken one fails before any work.
+
+    It is rendered twice: with every optional field empty, and with every field set (context, speaker,
+    prosody and the pseudo-token placeholders), so a bad name in either branch of an ``{% if %}`` shows.
+
+    Raises:
+        ConfigError: unknown strategy, missing file, syntax error, or a variable the template does not
+            receive (see :data:`TEMPLATE_VARIABLES`).
+
+    >>> check_template("acoustic")
+    """
+    template, _ = read_template(strategy)
+    render_user_message(template, transcript="x", labels=["a", "b"])
+    render_user_message(
+        template,
+        transcript="x",
+        labels=["a", "b"],
+        context=[{"speaker": "A", "text": "y"}],
+        speaker="B",
+        prosody="z",
+        audio="<|audio|>",
+        video="<|video|>",
+    )
 
 
 def read_template(strategy: str) -> tuple[jinja2.Template, str]:
@@ -196,8 +248,9 @@ def read_template(strategy: str) -> tuple[jinja2.Template, str]:
     What a reasoner renders is then exactly what its recorded digest names, whatever happens to the file
     later (an edit during a long evaluation does not mix two prompts into one run).
     """
-    source = template_path(strategy).read_bytes()
-    return _from_source(source.decode("utf-8")), _digest(source)
+    path = template_path(strategy)
+    source = path.read_bytes()
+    return _from_source(source, str(path)), _digest(source)
 
 
 def _digest(source: bytes) -> str:
@@ -268,15 +321,23 @@ def render_user_message(
     turns = [t if isinstance(t, dict) else {"speaker": t.speaker, "text": t.text} for t in turns]
     turns = [{**t, "speaker": clean(t.get("speaker")), "text": clean(t.get("text"))} for t in turns]
     template = strategy if isinstance(strategy, jinja2.Template) else load_template(strategy)
-    text = template.render(
-        transcript=clean(transcript) or "(transcript unknown)",
-        labels=list(get_label_set(labels).labels),
-        context=turns,
-        speaker=clean(speaker),
-        prosody=clean(prosody, one_line=False),
-        audio=audio,
-        video=video,
-    )
+    try:
+        text = template.render(
+            transcript=clean(transcript) or "(transcript unknown)",
+            labels=list(get_label_set(labels).labels),
+            context=turns,
+            speaker=clean(speaker),
+            prosody=clean(prosody, one_line=False),
+            audio=audio,
+            video=video,
+        )
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(
+            f"prompt template {template.name or '(from a string)'}: {exc.message}; a template receives "
+            f"{', '.join(TEMPLATE_VARIABLES)}"
+        ) from None
+    except jinja2.TemplateError as exc:  # a runtime error of the template's own logic
+        raise ConfigError(f"prompt template {template.name or '(from a string)'}: {exc}") from None
     return "\n".join(line for line in text.strip().splitlines() if line.strip())
 
 

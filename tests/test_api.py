@@ -7,7 +7,7 @@ import torch
 
 from emollm.api import EmotionReasoner
 from emollm.data.schema import Turn, Utterance
-from emollm.errors import ConfigError
+from emollm.errors import AudioError, ConfigError
 from emollm.modeling import EmotionLM, score_labels
 from emollm.prosody.synth import synthesize
 
@@ -205,3 +205,116 @@ def test_a_reasoner_keeps_the_template_it_was_built_with(lm, tmp_path):
     fresh = EmotionReasoner(lm, labels=["happy", "sad"], strategy=str(template), mode="score")
     assert "Pick one of happy, sad: hi" in fresh.build_prompt("hi")
     assert fresh.settings()["template_sha256"] != before[1]
+
+
+# -- malformed input and settings: a clear error, or a documented graceful result ----------------------------
+
+
+def test_bad_settings_and_values_are_config_errors(lm):
+    for value in (123, float("nan")):
+        with pytest.raises(ConfigError, match="transcript must be a string or None"):
+            EmotionReasoner(lm, mode="score").predict(transcript=value)
+    with pytest.raises(ConfigError, match="max_new_tokens must be an integer >= 1"):
+        EmotionReasoner(lm, max_new_tokens=0)  # it used to mean the default, 128
+    with pytest.raises(ConfigError, match="temperature must be a number > 0 when do_sample=True"):
+        EmotionReasoner(lm, mode="generate", do_sample=True, temperature=0)
+    with pytest.raises(ConfigError, match="temperature must be a number > 0"):
+        lm.generate(["hi"], max_new_tokens=2, do_sample=True, temperature=0.0)
+    for option in ("calibrate", "length_normalize"):
+        with pytest.raises(ConfigError, match=f"{option} changes the label distribution"):
+            EmotionReasoner(lm, mode="generate", **{option: True})
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ transcript }\n", r"mine.jinja, line 1: unexpected '}'"),
+        (
+            "{{ transcript }}{% if prosody %} {{ voice }}{% endif %}",
+            "'voice' is undefined; a template receives",
+        ),
+    ],
+)
+def test_a_broken_template_fails_when_the_reasoner_is_built(lm, tmp_path, template, message):
+    path = tmp_path / "mine.jinja"
+    path.write_text(template)
+    with pytest.raises(ConfigError, match=message):
+        EmotionReasoner(lm, strategy=str(path), mode="score")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_fails_before_the_model_loads(tmp_path):
+    with pytest.raises(ConfigError, match="device is 'cuda', but"):
+        EmotionReasoner.from_pretrained(str(tmp_path / "not-even-a-model"), device="cuda")
+
+
+def test_a_long_context_loses_its_oldest_turns_and_says_so(lm, caplog):
+    # the tiny model reads 512 positions; each byte is a token
+    turns = [(f"S{i}", f"turn {i} " + "x" * 120) for i in range(6)]
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="both", max_new_tokens=4)
+    pred = reasoner.predict(transcript="Leave me alone.", context=turns)
+    note = next(n for n in pred.notes if n.startswith("context cut to the last "))
+    kept = int(note.split("last ")[1].split(" of")[0])
+    assert 0 < kept < 6 and "of 6 turns" in note and "over the model's 512 positions" in note
+    assert '"Leave me alone."' in pred.prompt and "turn 5 " in pred.prompt and "turn 0 " not in pred.prompt
+    assert lm.prompt_length(pred.prompt) + 4 <= 512
+    assert (
+        "context cut" in caplog.text and "Leave me alone." in caplog.text
+    )  # the warning names the utterance
+    short = reasoner.predict(transcript="Leave me alone.", context=turns[-1:])
+    assert not any("context" in n for n in short.notes)  # what fits is left alone
+
+
+def test_an_utterance_longer_than_the_model_is_kept_and_flagged(lm):
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="minimal", mode="score")
+    pred = reasoner.predict(transcript="word " * 200, context=[("A", "hi")])
+    assert pred.label is not None
+    assert any(
+        "all 1 context turns left out, and still the prompt is" in n and "unreliable" in n for n in pred.notes
+    )
+
+
+def test_one_unreadable_file_does_not_fail_the_batch(lm, speech, tmp_path):
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="score")
+    missing = tmp_path / "missing.wav"
+    good, bad, lost = reasoner.predict_batch(
+        [
+            {"audio": speech, "transcript": "Kids are talking by the door"},
+            {"audio": missing, "transcript": "Kids are talking"},
+            {"audio": missing},
+        ]
+    )
+    assert good.label is not None and good.prosody
+    assert bad.label is not None and bad.prosody is None  # predicted from its words, as the harness does
+    assert (
+        bad.notes[0].startswith("prosody failed: AudioError: audio file") and "does not exist" in bad.notes[0]
+    )
+    assert lost.label is None and lost.distribution is None
+    assert lost.notes[-1] == "not predicted: no transcript, and the audio could not be measured"
+    with pytest.raises(AudioError, match="does not exist"):
+        reasoner.predict(audio=missing, transcript="Kids are talking")  # one utterance: the error itself
+
+
+def test_a_non_english_transcript_falls_back_to_nuclei(lm, speech):
+    reasoner = EmotionReasoner(lm, labels="iemocap4", strategy="acoustic", mode="score")
+    pred = reasoner.predict(audio=speech, transcript="子供たちがドアのそばで話している")
+    assert pred.prosody and pred.notes[0].startswith("the transcript has no English words to align")
+    assert "子供たち" in pred.prompt
+    blank = reasoner.predict(audio=speech, transcript="  ")  # blank is no transcript, not an error
+    assert blank.prosody and "no transcript: the prompt says it is unknown" in blank.notes
+
+
+def test_generate_mode_drops_a_checkpoints_score_settings(tmp_path, tiny_model, tiny_tokenizer):
+    from emollm.modeling import base
+    from emollm.modeling.checkpoint import save_checkpoint
+
+    folder = base.save_to_cache(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+    reasoner = {"labels": "iemocap4", "strategy": "minimal", "mode": "score", "calibrate": True}
+    checkpoint = save_checkpoint(
+        tiny_model, tmp_path / "ckpt", base_model=str(folder), reasoner=reasoner, save_lora=False
+    )
+    assert EmotionReasoner.from_pretrained(str(checkpoint)).calibrate is True
+    generating = EmotionReasoner.from_pretrained(str(checkpoint), mode="generate", max_new_tokens=2)
+    assert generating.calibrate is False
+    with pytest.raises(ConfigError, match="calibrate changes"):
+        EmotionReasoner.from_pretrained(str(checkpoint), mode="generate", calibrate=True)

@@ -59,6 +59,8 @@ def test_clipping_is_reported_not_rejected():
     ("samples", "sr", "message"),
     [
         (np.zeros(16000, dtype=np.float32), 16000, "silent"),
+        (np.full(16000, 0.3, dtype=np.float32), 16000, r"silent: a constant level \(DC offset 0.3\)"),
+        (np.full(16000, -0.5, dtype=np.float32) + 1e-6 * np.sin(np.arange(16000)), 16000, "DC offset -0.5"),
         (np.full(16000, np.nan, dtype=np.float32), 16000, "non-finite"),
         (tone(seconds=0.1), 16000, "lasts 0.100 s"),
         (tone(seconds=600, sr=1000), 1000, "at most 120.0 s"),
@@ -73,10 +75,25 @@ def test_unusable_audio_raises_a_clear_error(samples, sr, message):
         load_audio(samples, sample_rate=sr)
 
 
+def test_a_tone_on_a_dc_offset_is_sound():
+    audio = load_audio(tone() + 0.4, sample_rate=16000)
+    assert audio.duration == 1.0
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(AudioError, match="does not exist"):
         load_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="is a folder, not a file"):
+        load_audio(tmp_path)
     fake = tmp_path / "fake.wav"
     fake.write_text("this is not audio")
     with pytest.raises(AudioError, match="could not read audio file"):
         load_audio(fake)
+
+
+def test_save_audio_refuses_a_folder(tmp_path):
+    from emollm.audio import save_audio
+
+    (tmp_path / "out.wav").mkdir()
+    with pytest.raises(AudioError, match="is a folder"):
+        save_audio(load_audio(tone(), sample_rate=16000), tmp_path / "out.wav")

@@ -55,9 +55,7 @@ class PairedResult:
     p: float
 
 
-def resampled_scores(
-    true_idx: np.ndarray, pred_idx: np.ndarray, k: int, indices: np.ndarray
-) -> dict:
+def resampled_scores(true_idx: np.ndarray, pred_idx: np.ndarray, k: int, indices: np.ndarray) -> dict:
     """Every metric of :data:`METRICS` on each resample: metric -> ``(resamples,)`` array.
 
     Args:
@@ -67,18 +65,12 @@ def resampled_scores(
         indices: ``(resamples, n)`` example indices; ``np.arange(n)[None]`` scores the data as it is.
     """
     resamples = indices.shape[0]
-    codes = (
-        true_idx[indices] * (k + 1) + pred_idx[indices]
-    )  # cell of the (k, k + 1) confusion matrix
+    codes = true_idx[indices] * (k + 1) + pred_idx[indices]  # cell of the (k, k + 1) confusion matrix
     offsets = (np.arange(resamples) * k * (k + 1))[:, None]
-    confusion = np.bincount(
-        (codes + offsets).ravel(), minlength=resamples * k * (k + 1)
-    )
+    confusion = np.bincount((codes + offsets).ravel(), minlength=resamples * k * (k + 1))
     confusion = confusion.reshape(resamples, k, k + 1).astype(float)
     support = confusion.sum(axis=2)  # gold count per class
-    predicted = confusion[:, :, :k].sum(
-        axis=1
-    )  # predicted count per class (parse failures excluded)
+    predicted = confusion[:, :, :k].sum(axis=1)  # predicted count per class (parse failures excluded)
     hits = np.diagonal(confusion[:, :, :k], axis1=1, axis2=2)
     present = support > 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -100,9 +92,7 @@ def _encode(y_true, predictions: Sequence[Sequence], labels):
 
     label_set = get_label_set(labels)
     true_idx = encode(y_true, label_set, name="y_true", allow_none=False)
-    encoded = [
-        encode(p, label_set, name="y_pred", allow_none=True) for p in predictions
-    ]
+    encoded = [encode(p, label_set, name="y_pred", allow_none=True) for p in predictions]
     if any(len(p) != len(true_idx) for p in encoded):
         raise DataError(
             f"predictions must match the gold labels in length ({len(true_idx)}), got "
@@ -112,14 +102,8 @@ def _encode(y_true, predictions: Sequence[Sequence], labels):
 
 
 def _draws(n: int, n_resamples: int, level: float, seed: int):
-    if (
-        isinstance(n_resamples, bool)
-        or not isinstance(n_resamples, (int, np.integer))
-        or n_resamples < 1
-    ):
-        raise ConfigError(
-            f"n_resamples must be a positive integer, got {n_resamples!r}"
-        )
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples!r}")
     n_resamples = int(n_resamples)
     if not 0 < level < 1:
         raise ConfigError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}")
@@ -200,9 +184,7 @@ def paired_bootstrap(
         d = np.concatenate(diffs[m])
         low, high = _interval(d, level)
         below, above = int(np.sum(d <= 0)), int(np.sum(d >= 0))
-        p = min(
-            1.0, 2 * (min(below, above) + 1) / (len(d) + 1)
-        )  # never 0: at least 2 / (B + 1)
+        p = min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1))  # never 0: at least 2 / (B + 1)
         a, b = float(point_a[m][0]), float(point_b[m][0])
         out[m] = PairedResult(a=a, b=b, diff=b - a, low=low, high=high, p=p)
     return out
@@ -221,15 +203,11 @@ def _load_run(folder: Path) -> tuple[list[str], dict[str, dict]]:
     try:
         labels = json.loads(config.read_text(encoding="utf-8"))["settings"]["labels"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"{config} is not a harness config (needs settings.labels): {exc!r}"
-        ) from exc
+        raise DataError(f"{config} is not a harness config (needs settings.labels): {exc!r}") from exc
     rows = read_predictions(predictions)  # read only: the run may still be writing
     bad = [uid for uid, row in rows.items() if not {"gold", "label"} <= set(row)]
     if bad:
-        raise DataError(
-            f"{predictions}: rows without 'gold' and 'label' (e.g. {bad[0]!r})"
-        )
+        raise DataError(f"{predictions}: rows without 'gold' and 'label' (e.g. {bad[0]!r})")
     return labels, rows
 
 
@@ -256,9 +234,7 @@ def compare_runs(
     labels_a, rows_a = _load_run(folder_a)
     labels_b, rows_b = _load_run(folder_b)
     if labels_a != labels_b:
-        raise ConfigError(
-            f"the runs used different label sets: {labels_a} and {labels_b}"
-        )
+        raise ConfigError(f"the runs used different label sets: {labels_a} and {labels_b}")
     shared = [uid for uid in rows_a if uid in rows_b]
     if not shared:
         raise DataError(f"{folder_a} and {folder_b} predicted no utterance in common")
@@ -330,8 +306,6 @@ def comparison_markdown(comparison: dict) -> str:
 
         lines += [
             "",
-            calibration_comparison_markdown(
-                comparison["probabilities"], comparison["level"]
-            ),
+            calibration_comparison_markdown(comparison["probabilities"], comparison["level"]),
         ]
     return "\n".join(lines)

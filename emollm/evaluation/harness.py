@@ -76,7 +76,7 @@ from emollm.inputs import NORMALIZERS, describe_utterances, encode_utterances, f
 from emollm.io import write_text_atomic
 from emollm.labels import parse_label_option
 from emollm.modeling.base import DEFAULT_MODEL
-from emollm.prompting import template_path
+from emollm.prompting import check_template
 
 logger = logging.getLogger(__name__)
 
@@ -210,12 +210,25 @@ class EvalConfig:
                 load_temperature(self.temperature_scaling)
             except ConfigError as exc:
                 problems.append(str(exc))
-        for check in (lambda: template_path(self.strategy), lambda: self.label_set()):
+        if self.mode == "generate":  # options that act on the label distribution, which generate has not
+            ignored = [name for name in ("calibrate", "length_normalize") if getattr(self, name)]
+            ignored += ["temperature_scaling"] if self.temperature_scaling != "none" else []
+            if ignored:
+                problems.append(
+                    f"{', '.join(ignored)} act on the label probabilities of mode score; mode generate would "
+                    "ignore them"
+                )
+        if self.device is not None:
+            from emollm.api import device_problem
+
+            problems.append(device_problem(self.device) or "")
+        problems.append(_output_problem(self.output_dir()) or "")
+        for check in (lambda: check_template(self.strategy), lambda: self.label_set()):
             try:
                 check()
             except ConfigError as exc:
                 problems.append(str(exc))
-        check_config(self, problems)
+        check_config(self, [p for p in problems if p])
 
     def label_set(self):
         """``labels`` as :func:`emollm.inputs.select_utterances` takes it (None: the corpus's own).
@@ -438,6 +451,22 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
                 summary["calibration"]["bins"], out / "reliability.png", title=title + scaled
             )
     return EvalResult(metrics, baseline, out, len(todo), summary)
+
+
+def _output_problem(folder: Path) -> str | None:
+    """Why the output folder cannot be written (a file in its place, a read-only parent...), or None."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        return f"output {str(folder)!r} is a file, not a folder"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"output {str(folder)!r} cannot be made: {str(existing)!r} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"output {str(folder)!r} cannot be written: {str(existing)!r} is not writable"
+    return None
 
 
 def _train_labels(config: EvalConfig, label_set) -> list[str] | None:

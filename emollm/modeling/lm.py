@@ -20,6 +20,7 @@ batches go through ``inputs_embeds`` with the projector's vectors written at the
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import torch
@@ -374,11 +375,18 @@ def generate(
         The decoded completions (prompt removed, special tokens skipped), in prompt order.
 
     Raises:
-        ConfigError: bad lengths, ``pseudo_embeds`` of the wrong length, or a prompt whose slot count
-            differs from its number of vectors.
+        ConfigError: bad lengths, ``do_sample`` with a temperature that is not > 0, ``pseudo_embeds`` of the
+            wrong length, or a prompt whose slot count differs from its number of vectors.
     """
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
+        raise ConfigError(
+            f"temperature must be a number > 0 when do_sample=True, got {temperature!r}; for greedy decoding "
+            "use do_sample=False"
+        )
     if min_new_tokens is not None and not 0 <= min_new_tokens <= max_new_tokens:
         raise ConfigError(
             f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}"
