@@ -128,3 +128,14 @@ def test_describe_returns_the_normaliser_it_fitted_and_describes_only_what_is_as
         {"t": ["no audio: no prosody description"]},
         None,
     )
+
+
+def test_a_transcript_without_english_words_falls_back_to_nuclei_in_batch_extraction(speech_manifest):
+    """evaluate and the recipes describe such a clip from syllable nuclei, as predict does, and say so."""
+    import dataclasses
+
+    _, utterances = select_utterances(f"manifest:{speech_manifest}", "all", labels="ravdess8")
+    greek = dataclasses.replace(utterances[0], id="greek", transcript="Τα παιδιά μιλάνε δίπλα στην πόρτα")
+    texts, notes, _ = describe_utterances([*utterances, greek], todo=[greek], progress=False)
+    assert texts["greek"]  # described, not dropped
+    assert "no English words to align" in notes["greek"][0] and "syllable nuclei" in notes["greek"][0]

@@ -427,9 +427,17 @@ def align(
     try:
         return align_transcript(audio, transcript)
     except AlignmentError as exc:
-        if on_failure == "raise" or not tokenize(transcript)[0]:
+        if on_failure == "raise":
             raise
+        words, skipped = tokenize(transcript)
         fallback = detect_nuclei(audio)
         fallback.transcript = transcript
-        fallback.notes.insert(0, f"forced alignment failed ({exc}); fell back to syllable nuclei")
+        if words:
+            fallback.notes.insert(0, f"forced alignment failed ({exc}); fell back to syllable nuclei")
+        else:  # another script: the aligner's dictionary and acoustic model are English
+            fallback.notes.insert(
+                0,
+                f"the transcript has no English words to align ({', '.join(skipped[:5])}); fell back to "
+                f"syllable nuclei",
+            )
         return fallback
