@@ -17,6 +17,7 @@ from emollm.modeling.injection import PSEUDO_TOKEN_ID
 from emollm.training import prepare_for_training
 from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples
 from emollm.training.rewards import (
+    cue_reward,
     format_reward,
     get_reward_funcs,
     label_reward,
@@ -108,12 +109,25 @@ def test_label_reward_ignores_a_cut_off_rationale_and_keeps_merges():
 
 
 def test_unknown_reward_name_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['acuracy'\]; valid names: format, label"):
+    valid = "valid names: format, label, soft_label, length, cue"
+    with pytest.raises(ConfigError, match=rf"unknown reward\(s\) \['acuracy'\]; {valid}$"):
         get_reward_funcs(["format", "acuracy"])
+    with pytest.raises(ConfigError, match=rf"unknown reward\(s\) \['cues'\]; {valid}$"):
+        get_reward_funcs(["cues"], {"cue": {"min_claims": 3}})
     with pytest.raises(ConfigError, match="named twice"):
         get_reward_funcs(["label", "label"])
     with pytest.raises(ConfigError, match="at least one"):
         get_reward_funcs([])
+
+
+def test_reward_settings_are_bound_by_name_and_logged_under_the_function_name():
+    from trl.trainer.utils import get_callable_name
+
+    fmt, cue = get_reward_funcs(["format", "cue"], {"cue": {"min_claims": 3, "false_penalty": 0.5}})
+    assert fmt is format_reward and cue.func is cue_reward
+    assert cue.keywords == {"min_claims": 3, "false_penalty": 0.5}
+    assert get_callable_name(cue) == "cue_reward"  # TRL logs rewards/cue_reward/mean
+    assert get_reward_funcs(["cue"], {"cue": {}}) == [cue_reward]
 
 
 # -- the trainer -----------------------------------------------------------------------------------------
@@ -147,11 +161,19 @@ def grpo_args(tmp_path, **kw):
 
 
 def grpo_trainer(
-    lm, tokenizer, tmp_path, *, reward_funcs=(n_letters,), cls=EmotionGRPOTrainer, projector_lr=None, **kw
+    lm,
+    tokenizer,
+    tmp_path,
+    *,
+    reward_funcs=(n_letters,),
+    cls=EmotionGRPOTrainer,
+    projector_lr=None,
+    measured=None,
+    **kw,
 ):
     reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
     features = {"audio": frames()} if lm.modalities else None
-    rows = build_grpo_examples(utterances(), reasoner.prompts, frames=features)
+    rows = build_grpo_examples(utterances(), reasoner.prompts, frames=features, measured=measured)
     model = prepare_for_training(lm.model, LoraConfig(**LORA))
     extra = dict(base_model="tiny", adapters=lm.adapters, reasoner_settings={"labels": ["happy", "sad"]})
     extra["projector_learning_rate"] = projector_lr
@@ -186,6 +208,59 @@ def test_one_grpo_step_moves_lora_and_projector_only(tiny_tokenizer, tmp_path, p
         assert any("emollm_projectors" in n for n in changed)  # the pseudo-tokens were in the graph
     logged = trainer.state.log_history[0]
     assert "rewards/n_letters/mean" in logged and 0.0 <= logged["parse_failure_rate"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """utterance id -> prosody record of synthesised speech (the cue reward's column), for utterances()."""
+    from emollm.prosody.measure import measure
+    from emollm.prosody.normalize import utterance_relative
+    from emollm.prosody.synth import synthesize
+    from emollm.training.evidence import prosody_record
+
+    clips = [measure(*synthesize(t, pitch=p)) for t, p in (("yay, great", 1.5), ("oh no", 0.8))]
+    records = [prosody_record(f, utterance_relative(f), None) for f in clips]
+    return {f"u{i}": records[i % 2] for i in range(8)}
+
+
+@pytest.mark.parametrize("projector", [None, "mlp"], ids=["text", "tokens"])
+def test_one_grpo_step_with_the_cue_reward_moves_lora_and_projector_only(
+    tiny_tokenizer, tmp_path, projector, measured
+):
+    """The cue reward runs in the step, each completion with its own row's measures (a random model says
+    nothing verifiable, so n_letters gives the spread that makes the step move)."""
+    seen = []
+
+    def rows_seen(completions, id, prosody, **kwargs):  # noqa: A002 (TRL passes the dataset's columns)
+        seen.extend(zip(id, prosody, strict=True))
+        return [0.0] * len(completions)
+
+    cue = get_reward_funcs(["cue"], {"cue": {"min_claims": 1}})[0]
+    lm = make_lm(tiny_tokenizer, projector=projector)
+    trainer = grpo_trainer(
+        lm, tiny_tokenizer, tmp_path, reward_funcs=(n_letters, rows_seen, cue), measured=measured
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    changed = moved(before, trainer.model)
+    assert any("lora_B" in n for n in changed)
+    assert all("lora_" in n or "emollm_projectors" in n for n in changed), changed
+    assert seen and all(record == measured[row] for row, record in seen)
+    logged = trainer.state.log_history[0]
+    assert 0.0 <= logged["rewards/cue_reward/mean"] <= 1.0
+
+
+def test_rows_carry_their_measures_for_the_cue_reward(tiny_tokenizer, measured):
+    lm = make_lm(tiny_tokenizer)
+    reasoner = EmotionReasoner(lm, labels=["happy", "sad"], strategy="acoustic", mode="generate")
+    rows = build_grpo_examples(utterances(3), reasoner.prompts, measured={"u0": measured["u0"]})
+    assert set(rows[0]) == {"id", "prompt", "label", "label_set", "prosody"}
+    assert rows[0]["prosody"] == measured["u0"] and rows[1]["prosody"] is None  # no measures: cue reward 0
+    assert Dataset.from_list(rows)[0]["prosody"] == measured["u0"]  # a string: Arrow keeps it as written
+    completion = "<think>The pitch is high.</think><answer>happy</answer>"
+    assert (
+        cue_reward([completion] * 2, prosody=[rows[0]["prosody"], rows[1]["prosody"]], min_claims=1)[1] == 0
+    )
 
 
 def test_a_projector_rate_of_zero_keeps_the_projector_while_lora_moves(tiny_tokenizer, tmp_path):

@@ -14,6 +14,7 @@ from conftest import CONFIGS, GRPO_CONFIGS, REPO, smoke_overrides
 import emollm.recipes.grpo
 import emollm.recipes.sft
 from emollm.errors import ConfigError
+from emollm.training.rewards import REWARDS
 
 pytestmark = pytest.mark.usefixtures("recipe_cache")
 IDS = [str(p.relative_to(REPO / "recipes" / "configs")) for p in GRPO_CONFIGS]
@@ -72,6 +73,20 @@ def test_unknown_reward_fails_before_anything_loads(recipe):
         recipe.main(*args)
 
 
+def test_the_cue_reward_needs_the_voice_a_rationale_and_sane_settings(recipe):
+    config = config_named("ravdess/grpo_cue.yaml")
+    script, *_ = parse(recipe, config)
+    assert "cue" in script.rewards and script.cue_min_claims == 2
+    with pytest.raises(ConfigError, match="the cue reward checks claims about the voice, but route none"):
+        parse(recipe, config, "--route", "none")
+    with pytest.raises(ConfigError, match="cue reward has nothing to check"):
+        parse(recipe, config, "--strategy", "minimal", "--rewards", "label", "cue")
+    with pytest.raises(ConfigError, match=r"cue_min_claims is 0.*cue_false_penalty is -1.0"):
+        parse(recipe, config, "--cue_min_claims", "0", "--cue_false_penalty", "-1")
+    with pytest.raises(ConfigError, match="unknown reward.*valid names: .*cue"):
+        parse(recipe, config, "--rewards", "format", "cues")
+
+
 def grpo_run(recipe, config, model, manifest, out, *extra):
     overrides = [
         *smoke_overrides(manifest, model, out),
@@ -127,6 +142,9 @@ def test_every_config_trains_two_steps_on_the_tiny_model(
     assert {key.split("/")[0] for key in summary["evaluations"]} == {"after"}
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    for name in written["rewards"]:  # each reward ran (the cue reward on the rows' measures)
+        logged = f"rewards/{REWARDS[name].__name__}/mean"
+        assert any(logged in entry for entry in state["log_history"]), logged
     saved = json.loads((out / "emollm_config.json").read_text())
     assert saved["reasoner"]["strategy"] == written["strategy"]
     assert saved["reasoner"]["context_turns"] == written.get("context_turns", 0)

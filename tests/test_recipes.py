@@ -160,9 +160,50 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
         assert saved["adapters"] == []
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    assert saved["training"]["target"] == script.target
+    if script.target == "evidence":
+        check_evidence(out, script, speech_manifest)
 
     reasoner = EmotionReasoner.from_pretrained(str(out))  # the final checkpoint loads with its settings
     assert reasoner.strategy == script.strategy and reasoner.lm.modalities == (("audio",) if tokens else ())
+
+
+def check_evidence(out, script, manifest):
+    """The evidence model is in every checkpoint, was fit on the training split with the descriptions'
+    normaliser, and reproduces the rationales: every claim true for the utterance it explains."""
+    from emollm.data import load_corpus
+    from emollm.inputs import describe_utterances
+    from emollm.prosody.normalize import normalize_features
+    from emollm.reasoning import verify_rationale
+    from emollm.training.evidence import EVIDENCE_NAME, EvidenceModel, build_evidence, measure_utterances
+
+    saved = (out / EVIDENCE_NAME).read_text()
+    assert (out / "checkpoint-2" / EVIDENCE_NAME).read_text() == saved
+    record = json.loads((out / "emollm_config.json").read_text())["training"]["evidence"]
+    assert record["file"] == EVIDENCE_NAME and record["utterances"] == 6  # the train rows, none of dev
+    model = EvidenceModel.load(out)
+    train = load_corpus(f"manifest:{manifest}", "train", labels="ravdess8")
+    normalizer = describe_utterances(train, style=script.prosody_style, progress=False)[2]
+    assert model.normalizer.to_dict() == normalizer.to_dict()
+    again, rationales = build_evidence(train, normalizer, progress=False)
+    assert again.to_json() == saved
+    features = measure_utterances(train, progress=False)
+    for utt in train:
+        text = model.rationale(features[utt.id], utt.label, utt.speaker)
+        assert text == rationales[utt.id] and utt.label in text
+        check = verify_rationale(text, features[utt.id], normalize_features(features[utt.id], normalizer))
+        assert check.n_false == check.n_unverifiable == 0, text
+
+
+def test_target_evidence_needs_the_voice_and_a_template_with_tags(recipe):
+    config = CONFIGS[IDS.index("ravdess/sft_evidence.yaml")]
+    with pytest.raises(ConfigError, match="target evidence names measured voice cues, but route none"):
+        parse_recipe_args(recipe.make_parser(), ["--config", config, "--route", "none"])
+    with pytest.raises(ConfigError, match="target evidence needs a template that asks for <think>"):
+        parse_recipe_args(recipe.make_parser(), ["--config", config, "--strategy", "minimal"])
+    for route in ("tokens", "both"):
+        script, *_ = parse_recipe_args(recipe.make_parser(), ["--config", config, "--route", route])
+        assert script.target == "evidence"
 
 
 def test_running_again_resumes_from_the_last_checkpoint(
@@ -220,7 +261,7 @@ def test_every_bad_value_in_a_config_fails_at_parse_time_at_once(recipe, tmp_pat
         parse_recipe_args(recipe.make_parser(), ["--config", bad])
     message = str(caught.value)
     for expected in (
-        "target is 'reasonning'; accepted: label, reasoning",
+        "target is 'reasonning'; accepted: label, reasoning, evidence",
         "route is 'telepathy'",
         "prosody_style is 'vowels'",
         "eval_mode is 'scored'",
@@ -243,7 +284,7 @@ def test_every_bad_value_in_a_config_fails_at_parse_time_at_once(recipe, tmp_pat
 def test_emollm_sft_and_grpo_print_the_recipes_options(capsys):
     from emollm.cli import main
 
-    for command, option in (("sft", "--target {label,reasoning}"), ("grpo", "--rewards")):
+    for command, option in (("sft", "--target {label,reasoning,evidence}"), ("grpo", "--cue_min_claims")):
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0

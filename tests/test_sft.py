@@ -78,7 +78,9 @@ def sft_args(tmp_path, **kw):
     return SFTConfig(**defaults)
 
 
-def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", projector_learning_rate=None, **kw):
+def train(
+    lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", projector_learning_rate=None, files=None, **kw
+):
     reasoner = EmotionReasoner(lm, labels=LABELS, strategy=strategy, mode="score")
     features = {"audio": frames()} if lm.modalities else None
     examples = build_examples(utterances(), reasoner.prompts, frames=features)
@@ -93,6 +95,7 @@ def train(lm, tokenizer, tmp_path, *, lora=LORA, strategy="minimal", projector_l
         adapters=lm.adapters,
         reasoner_settings={"labels": LABELS, "strategy": strategy},
         projector_learning_rate=projector_learning_rate,
+        files=files,
     )
     return trainer, model
 
@@ -112,6 +115,24 @@ def test_completion_targets():
         make_completion("sad", reasons=False, target="reasoning")
     with pytest.raises(ConfigError, match="target must be one of"):
         make_completion("sad", reasons=True, target="rationale")
+    evidence = make_completion("sad", reasons=True, target="evidence", rationale="Slow speech.")
+    assert evidence == "<think>Slow speech.</think><answer>sad</answer>"
+    with pytest.raises(ConfigError, match="evidence rationale"):
+        make_completion("sad", reasons=True, target="evidence")
+    with pytest.raises(ConfigError, match="target='evidence' needs a template that asks"):
+        make_completion("sad", reasons=False, target="evidence", rationale="Slow speech.")
+
+
+def test_evidence_examples_take_each_utterance_s_own_rationale(tiny_tokenizer):
+    reasoner = EmotionReasoner(make_lm(tiny_tokenizer), labels=LABELS, strategy="acoustic", mode="generate")
+    rationales = {"u0": "Fast speech. It fits happy.", "u1": "Slow speech. It fits sad."}
+    examples = build_examples(utterances(2), reasoner.prompts, target="evidence", rationales=rationales)
+    assert [e["completion"] for e in examples] == [
+        "<think>Fast speech. It fits happy.</think><answer>happy</answer>",
+        "<think>Slow speech. It fits sad.</think><answer>sad</answer>",
+    ]
+    with pytest.raises(ConfigError, match="evidence rationale"):
+        build_examples(utterances(3), reasoner.prompts, target="evidence", rationales=rationales)
 
 
 def test_collator_masks_prompt_and_slots_and_pads_right(tiny_tokenizer):
@@ -251,6 +272,17 @@ def test_checkpoint_restores_identical_predictions(tiny_tokenizer, tmp_path, mon
     other = [{"audio": frames(seed=1)["u0"]}, {"audio": frames(seed=1)["u1"]}]
     changed = restored.score(prompts, LABELS, frames=other)
     assert (changed - expected).abs().max() > 1e-5  # the audio reaches the prediction (noise is ~1e-7)
+
+
+def test_extra_files_are_saved_in_every_checkpoint(tiny_tokenizer, tmp_path):
+    lm = make_lm(tiny_tokenizer)
+    files = {"emollm_evidence.json": '{"x": 1}\n'}  # as the recipe passes the evidence model
+    trainer, _ = train(lm, tiny_tokenizer, tmp_path, files=files, save_strategy="steps", save_steps=1)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    for folder in (tmp_path / "out" / "checkpoint-1", tmp_path / "out" / "checkpoint-2", tmp_path / "final"):
+        assert (folder / "emollm_evidence.json").read_text() == '{"x": 1}\n'
+        assert (folder / CONFIG_NAME).is_file()
 
 
 def test_checkpoint_restores_the_reasoner_settings(tiny_tokenizer, tmp_path, monkeypatch):

@@ -48,10 +48,11 @@ from emollm.training.arguments import (
     route_has_adapters,
     route_has_prosody,
 )
+from emollm.training.evidence import prosody_records
 from emollm.training.grpo import EmotionGRPOTrainer, build_grpo_examples, rationale_length_warning
 from emollm.training.models import load_policy, model_dtype
 from emollm.training.resume import check_resumable, last_checkpoint, train_or_resume
-from emollm.training.rewards import REWARDS, get_reward_funcs
+from emollm.training.rewards import CUE_MIN_CLAIMS, REWARDS, get_reward_funcs
 
 logger = logging.getLogger("emollm.recipes.grpo")
 
@@ -94,6 +95,13 @@ class ScriptArguments:
         default_factory=lambda: ["format", "label"],
         metadata={"help": f"reward names, weighted by reward_weights: {', '.join(REWARDS)}"},
     )
+    cue_min_claims: int = field(
+        default=CUE_MIN_CLAIMS,
+        metadata={"help": "cue reward: 0 unless the rationale makes at least this many counted voice claims"},
+    )
+    cue_false_penalty: float = field(
+        default=0.0, metadata={"help": "cue reward: subtracted per false claim about the voice"}
+    )
     train_limit: int | None = field(default=None, metadata={"help": "train on N utterances (seeded draw)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate N utterances (seeded draw)"})
     eval_before: bool = field(default=True, metadata={"help": "evaluate the starting model too"})
@@ -112,6 +120,20 @@ class ScriptArguments:
             get_reward_funcs(self.rewards)  # none, unknown or repeated names
         except ConfigError as exc:
             problems.append(str(exc))
+        if self.cue_min_claims < 1:
+            problems.append(f"cue_min_claims is {self.cue_min_claims}; it must be >= 1")
+        if self.cue_false_penalty < 0:
+            problems.append(f"cue_false_penalty is {self.cue_false_penalty}; it must be >= 0")
+        if "cue" in self.rewards and self.route == "none":
+            problems.append(
+                "the cue reward checks claims about the voice, but route none shows the model no voice; use "
+                "route text, tokens or both (with audio), or drop cue from rewards"
+            )
+        if "cue" in self.rewards and asks_for_tags(self.strategy) is False:
+            problems.append(
+                f"strategy {self.strategy!r} asks for no <think> rationale, so the cue reward has nothing to "
+                "check; use acoustic or cot"
+            )
         if "format" in self.rewards and asks_for_tags(self.strategy) is False:
             problems.append(
                 f"strategy {self.strategy!r} does not ask for <think>/<answer>, so the format reward can "
@@ -124,8 +146,9 @@ class ScriptArguments:
 
 def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig, adapter_args):
     """Run the recipe: the four dataclasses as :func:`make_parser` parses them."""
-    # 1. Rewards, by name
-    reward_funcs = get_reward_funcs(script_args.rewards)
+    # 1. Rewards, by name (the cue reward with its settings)
+    cue = {"min_claims": script_args.cue_min_claims, "false_penalty": script_args.cue_false_penalty}
+    reward_funcs = get_reward_funcs(script_args.rewards, {"cue": cue})
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(reward_funcs):
         raise ConfigError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} rewards")
@@ -156,15 +179,21 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
 
     # 4. What the model is shown: prosody descriptions and/or encoder frames (cached on disk); a
     #    checkpoint's frame statistics are kept (its projector learnt with them), a fresh adapter's fitted
-    descriptions = {}
-    if route_has_prosody(script_args.route):
-        descriptions, _, _ = describe_utterances(
+    descriptions, normalizer = {}, None
+    if route_has_prosody(script_args.route) or "cue" in script_args.rewards:
+        shown, _, normalizer = describe_utterances(
             train, style=script_args.prosody_style, workers=script_args.workers
         )
+        descriptions = shown if route_has_prosody(script_args.route) else {}
     frames, frame_normalizers = ({}, {})
     if lm.adapters:
         frames, frame_normalizers = encode_utterances(lm, train, refit=not lm.frame_normalizers)
-    rows = build_grpo_examples(train, prompts, prosody=descriptions, frames=frames)
+    #    ... and for the cue reward, each row's measures (and shown description), judged with the same
+    #    normaliser as the description, so a sentence of the description verifies as true
+    measured = None
+    if "cue" in script_args.rewards:
+        measured = prosody_records(train, normalizer, descriptions, workers=script_args.workers)
+    rows = build_grpo_examples(train, prompts, prosody=descriptions, frames=frames, measured=measured)
     logger.warning("example prompt:\n%s", rows[0]["prompt"])
     warning = rationale_length_warning(lm.tokenizer, train, descriptions, training_args.max_completion_length)
     if warning:
@@ -173,6 +202,8 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     # 5. Evaluate the starting model, in-domain and cross-domain (resumes; skipped when already complete)
     evaluations = plan_evaluations(script_args, bool(lm.adapters))
     summary = {"start": start, "route": script_args.route, "rewards": script_args.rewards, "evaluations": {}}
+    if "cue" in script_args.rewards:
+        summary["cue"] = cue  # the cue reward's settings, for the record
     state = PartialState()  # under accelerate launch, one process evaluates while the others wait
     if script_args.eval_before and state.is_main_process:
         if quantization is None:

@@ -9,6 +9,10 @@ Routes (``--route``), how the voice reaches the LLM:
     both    the description and the pseudo-tokens
     none    words only (MELD-style text + conversation context)
 
+Targets (``--target``): ``label``; ``reasoning`` (a template rationale restating what was shown, then the
+label); ``evidence`` (the measured cues that most support the label for this speaker, each verified, then
+their reading and the label; the transparent model that picks them is saved as ``emollm_evidence.json``).
+
 Usage:
     emollm sft --config recipes/configs/ravdess/sft_both.yaml
     emollm sft --config recipes/configs/meld/sft.yaml --max_steps 200     # any field overrides
@@ -48,6 +52,7 @@ from emollm.training.arguments import (
     route_has_adapters,
     route_has_prosody,
 )
+from emollm.training.evidence import EVIDENCE_NAME, build_evidence
 from emollm.training.models import checkpoint_adapters, load_policy, model_dtype
 from emollm.training.resume import check_resumable, last_checkpoint, train_or_resume
 from emollm.training.sft import CLASS_WEIGHTS, TARGETS, class_weights, prepare_for_training
@@ -78,7 +83,9 @@ class ScriptArguments:
     target: str = field(
         default="label",
         metadata={
-            "help": "label, or reasoning (<think>template-made rationale</think><answer>label</answer>)",
+            "help": "label; reasoning (<think>template-made rationale</think><answer>label</answer>); or "
+            "evidence (<think>the 2-4 measured cues that most support the label for this speaker, each "
+            "verified, and their reading</think><answer>label</answer>; needs audio, route text/tokens/both)",
             "choices": TARGETS,
         },
     )
@@ -136,10 +143,15 @@ class ScriptArguments:
                     f"augment {self.augment!r} changes the audio, but route none shows no audio; use route "
                     f"text, tokens or both, or augment none"
                 )
-        if self.target == "reasoning" and asks_for_tags(self.strategy) is False:
+        if self.target in ("reasoning", "evidence") and asks_for_tags(self.strategy) is False:
             problems.append(
-                f"target reasoning needs a template that asks for <think>/<answer> (acoustic or cot); "
+                f"target {self.target} needs a template that asks for <think>/<answer> (acoustic or cot); "
                 f"{self.strategy!r} asks for the label only"
+            )
+        if self.target == "evidence" and self.route == "none":
+            problems.append(
+                "target evidence names measured voice cues, but route none shows the model no voice; use "
+                "route text, tokens or both (with audio and transcripts, e.g. RAVDESS)"
             )
         check_config(self, problems)
 
@@ -185,15 +197,24 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
 
     # 3. What the model is shown: prosody descriptions (per-speaker normaliser fitted on the training
     #    speakers) and/or encoder frames (per-speaker statistics, if asked), both cached on disk
-    descriptions = {}
-    if route_has_prosody(script_args.route):
-        descriptions, _, _ = describe_utterances(
+    descriptions, normalizer = {}, None
+    if route_has_prosody(script_args.route) or script_args.target == "evidence":
+        shown, _, normalizer = describe_utterances(
             train, style=script_args.prosody_style, workers=script_args.workers
         )
+        descriptions = shown if route_has_prosody(script_args.route) else {}
     frames, frame_normalizers = ({}, {})
     if adapters:  # a checkpoint's statistics are kept (its projector learnt with them); fresh ones fitted
         frames, frame_normalizers = encode_utterances(lm, train, refit=not lm.frame_normalizers)
-    examples = build_examples(train, prompts, target=script_args.target, prosody=descriptions, frames=frames)
+    #    ... and for target evidence, the rationales: a transparent model fitted on these utterances picks
+    #    the cues that support each gold label for its speaker (saved with every checkpoint)
+    evidence, rationales = None, None
+    if script_args.target == "evidence":
+        evidence, rationales = build_evidence(train, normalizer, workers=script_args.workers)
+        logger.warning("evidence model: %s", json.dumps(evidence.record))
+    examples = build_examples(
+        train, prompts, target=script_args.target, prosody=descriptions, frames=frames, rationales=rationales
+    )
     logger.warning("example prompt:\n%s%s", examples[0]["prompt"], examples[0]["completion"])
 
     # 4. Train: LoRA weights and projectors move, the base model and encoders do not
@@ -246,18 +267,21 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             "augment": [a.name for a in augmentations],
             "augment_seed": training_args.seed,
             "train_utterances": len(train),
+            "target": script_args.target,
+            **({"evidence": {"file": EVIDENCE_NAME, **evidence.record}} if evidence else {}),
         },
+        files={EVIDENCE_NAME: evidence.to_json()} if evidence else None,  # beside emollm_config.json
     )
     train_or_resume(trainer, last, training_args.max_steps)
 
-    # 5. Save: LoRA adapter + projector weights + emollm_config.json in output_dir
+    # 5. Save: LoRA adapter + projector weights + emollm_config.json (+ emollm_evidence.json) in output_dir
     trainer.save_model(training_args.output_dir)
     if not trainer.is_world_process_zero() or script_args.eval_split is None:
         return
 
     # 6. Evaluate the trained model with the harness; metrics land next to the checkpoint
     lm.model = trainer.model.eval()
-    if script_args.target == "reasoning" and script_args.eval_mode == "score":
+    if script_args.target in ("reasoning", "evidence") and script_args.eval_mode == "score":
         logger.warning(
             "scoring a model trained to reason first: score mode puts the label right after <answer>, "
             "without the rationale it learned to write, and can understate it badly (on RAVDESS the "

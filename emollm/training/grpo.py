@@ -4,7 +4,9 @@ The recipe (:mod:`emollm.recipes.grpo`, ``emollm grpo``) reads top to bottom; th
 
 - :func:`build_grpo_examples`: one row per utterance: ``prompt`` (rendered exactly as at inference,
   placeholders included), ``label`` and ``label_set`` (read by :mod:`emollm.training.rewards`),
-  ``label_distribution`` when the corpus has annotator votes, and the encoder frames of each adapted modality.
+  ``label_distribution`` when the corpus has annotator votes, the encoder frames of each adapted modality,
+  and for the cue reward the utterance's measured prosody (``prosody``, a JSON string of
+  :func:`emollm.training.evidence.prosody_record`).
 - :class:`EmotionGRPOTrainer`: TRL's ``GRPOTrainer`` where the policy always reads ``inputs_embeds`` built
   by :func:`~emollm.modeling.emotion_lm.build_inputs_embeds`, in generation and in the log-probabilities of
   the loss, so the projector's pseudo-tokens condition the policy and the projector keeps training. The
@@ -43,8 +45,9 @@ def build_grpo_examples(
     *,
     prosody: Mapping[str, str | None] | None = None,
     frames: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    measured: Mapping[str, str | None] | None = None,
 ) -> list[dict]:
-    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<key>_frames"}``.
+    """GRPO rows: ``{"id", "prompt", "label", "label_set", ["label_distribution"], "<key>_frames"...}``.
 
     Args:
         utterances: Labelled :class:`~emollm.data.Utterance` objects.
@@ -53,6 +56,9 @@ def build_grpo_examples(
             so the format reward can be earned).
         prosody: utterance id -> prosody description (None or missing: none shown).
         frames: adapter key -> (utterance id -> encoder frames), for a model with adapters.
+        measured: utterance id -> its :func:`~emollm.training.evidence.prosody_record` (None where it has no
+            measures), for :func:`~emollm.training.rewards.cue_reward`; given, every row gets a ``prosody``
+            column (None where missing), whatever the route shows the model.
 
     Raises:
         ConfigError: an utterance without a label, or without frames for an adapted modality.
@@ -70,6 +76,8 @@ def build_grpo_examples(
             # a fixed key set per row (Arrow stores dicts as structs): the label set, 0.0 where no vote
             given = utt.label_distribution or {utt.label: 1.0}
             row["label_distribution"] = {label: float(given.get(label, 0.0)) for label in labels.labels}
+        if measured is not None:
+            row["prosody"] = measured.get(utt.id)
     return rows
 
 

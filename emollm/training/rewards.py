@@ -19,22 +19,32 @@ TRL calls every reward function as ``fn(prompts=..., completions=..., completion
   votes, e.g. IEMOCAP or MSP-Podcast); rows without a distribution fall back to :func:`label_reward`.
 - :func:`length_penalty`: 0 up to ``max_words`` words, then down linearly to -1 at twice that,
   against long, repetitive rationales that pad their way to the format reward.
+- :func:`cue_reward`: the precision of the rationale's own claims about the voice, checked against the
+  measured prosody each row carries (:func:`emollm.reasoning.verify_rationale`); 0 below ``min_claims``
+  counted claims; clauses copied from the prompt's description and true claims against the answer's arousal
+  do not count.
 
 Rewards are chosen by name in a recipe config (``rewards: [format, label]``, weights in ``reward_weights``)
-through the literal :data:`REWARDS` registry.
+through the literal :data:`REWARDS` registry; :func:`get_reward_funcs` binds their settings
+(``cue_min_claims``...).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
 from emollm.errors import ConfigError
 from emollm.labels import LABEL_SETS, normalize_label
 from emollm.parsing import has_think_answer_shape, parse_completion
+from emollm.reasoning import FALSE, TRUE, extract_claims, verify_rationale
+from emollm.training.evidence import affect, arousal_direction, read_prosody_record
 
 _TAG = re.compile(r"</?(think|answer)>", re.IGNORECASE)
 LENGTH_MAX_WORDS = 60
+CUE_MIN_CLAIMS = 2
+_SPACES = re.compile(r"\s+")
 
 
 def completion_text(completion) -> str:
@@ -162,6 +172,79 @@ def length_penalty(completions: Sequence, max_words: int = LENGTH_MAX_WORDS, **k
     return rewards
 
 
+def cue_reward(
+    completions: Sequence,
+    prosody: Sequence[str | Mapping | None] | str | Mapping | None = None,
+    min_claims: int = CUE_MIN_CLAIMS,
+    false_penalty: float = 0.0,
+    **kwargs,
+) -> list[float]:
+    """Precision of the rationale's own claims about the voice, against the measured prosody of the row.
+
+    The ``<think>`` text is read by :func:`emollm.reasoning.verify_rationale` against the row's measures
+    (:func:`emollm.training.evidence.read_prosody_record`). Of its claims, the reward counts:
+
+    - every **false** claim;
+    - a **true** claim only when it is the model's own (made at least once in a clause that is not a
+      verbatim span of the prompt's description, ignoring case and spacing: restating the description is
+      true but not reasoning) and it agrees with the arousal of the answered label
+      (:func:`~emollm.training.evidence.arousal_direction`: "loud" does not support ``sad``; cues without an
+      arousal direction, and labels without one, always agree).
+
+    reward = true / (true + false) when at least ``min_claims`` claims count, else 0 (saying nothing, hedging
+    or copying cannot win), minus ``false_penalty`` per false claim. 0 for a completion that answers no label
+    (or is cut off in its ``<think>``) and for a row without measures.
+
+    Args:
+        completions: The model's completions.
+        prosody: Each row's :func:`~emollm.training.evidence.prosody_record` (the dataset's ``prosody``
+            column), or None where the utterance has no measures.
+        min_claims: Fewest counted claims that earn anything (>= 1).
+        false_penalty: Subtracted per false claim (>= 0).
+        **kwargs: ``label_set`` reads the answer in that set.
+
+    Raises:
+        ConfigError: ``min_claims`` below 1 or a negative ``false_penalty``.
+
+    >>> cue_reward(["<think>Nothing to say.</think><answer>sad</answer>"], prosody=[None])
+    [0.0]
+    """
+    if min_claims < 1:
+        raise ConfigError(f"min_claims must be >= 1, got {min_claims}")
+    if false_penalty < 0:
+        raise ConfigError(f"false_penalty must be >= 0, got {false_penalty}")
+    n = len(completions)
+    sets = _label_sets(kwargs.get("label_set"), n)
+    rewards = []
+    for completion, record, label_set in zip(completions, _per_row(prosody, n), sets, strict=True):
+        answer = _predicted(completion, label_set)
+        features, normalized, description = read_prosody_record(record)
+        if answer is None or features is None:
+            rewards.append(0.0)
+            continue
+        rationale = parse_completion(completion_text(completion), label_set).rationale
+        arousal = affect(answer)[0]
+        source = _flat(description or "")
+        own = {c.key for c in extract_claims(rationale) if not (source and _flat(c.text) in source)}
+        supported = false = 0
+        for verdict in verify_rationale(rationale, features, normalized).verdicts:  # a repeat counts once
+            claim = verdict.claim
+            if verdict.verdict == FALSE:
+                false += 1
+            elif verdict.verdict == TRUE and claim.key in own:  # said in a clause of its own at least once
+                direction = arousal_direction(claim.quantity, claim.level, claim.negated)
+                supported += arousal is None or direction is None or direction == arousal
+        counted = supported + false
+        precision = supported / counted if counted >= min_claims else 0.0
+        rewards.append(precision - false_penalty * false)
+    return rewards
+
+
+def _flat(text: str) -> str:
+    """Lower case, one space between words, no sentence punctuation at the ends: for the copy check."""
+    return _SPACES.sub(" ", text.lower()).strip(" .,;:!?")
+
+
 def _predicted(completion, label_set) -> str | None:
     """The answered label, or None.
 
@@ -180,18 +263,26 @@ REWARDS = {
     "label": label_reward,
     "soft_label": soft_label_reward,
     "length": length_penalty,
+    "cue": cue_reward,
 }
 """Reward name (as written in a recipe config) -> function."""
 
 
-def get_reward_funcs(names: Sequence[str]) -> list:
+def get_reward_funcs(names: Sequence[str], settings: Mapping[str, Mapping] | None = None) -> list:
     """The reward functions named in a config, in order.
+
+    Args:
+        names: Reward names (:data:`REWARDS`).
+        settings: name -> keyword arguments bound to that reward (``{"cue": {"min_claims": 3}}``); a bound
+            reward is a ``functools.partial``, which TRL logs under the function's own name.
 
     Raises:
         ConfigError: for an empty list, an unknown name (the message lists the valid ones) or a repeat.
 
     >>> [f.__name__ for f in get_reward_funcs(["format", "label"])]
     ['format_reward', 'label_reward']
+    >>> get_reward_funcs(["cue"], {"cue": {"min_claims": 3}})[0].keywords
+    {'min_claims': 3}
     """
     names = list(names)
     if not names:
@@ -202,4 +293,6 @@ def get_reward_funcs(names: Sequence[str]) -> list:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigError(f"reward(s) {repeated} named twice; give each once and weight it in reward_weights")
-    return [REWARDS[name] for name in names]
+    settings = settings or {}
+    return [functools.partial(REWARDS[name], **settings[name]) if settings.get(name) else REWARDS[name]
+            for name in names]  # fmt: skip

@@ -8,29 +8,35 @@ The recipe (:mod:`emollm.recipes.sft`, ``emollm sft``) reads top to bottom; the 
   have no written rationales, so the rationale is *template-made* from what the model is shown: the words
   and, when there is one, the prosody description, followed by the gold label ("The words are "...". The
   voice: <description>. Together these cues fit <label>."). It teaches the output format and to restate the
-  cues before answering (a cold start for GRPO), not real reasoning.
+  cues before answering (a cold start for GRPO), not real reasoning. ``target="evidence"`` trains
+  ``<think>evidence rationale</think><answer>label</answer>``: the 2-4 measured cues that most support the
+  gold label for this speaker and what they mean (:mod:`emollm.training.evidence`); every claim in it
+  verifies against the measures.
 - :func:`build_examples`: prompt (rendered by an :class:`~emollm.inputs.PromptBuilder`, placeholders
   included, exactly as at inference) + completion + encoder frames per utterance.
 - :func:`prepare_for_training`: LoRA on the LLM via PEFT; the projectors stay trainable, the encoders and
   base weights frozen.
 - :class:`EmotionSFTTrainer`: TRL's ``SFTTrainer`` that builds ``inputs_embeds`` with the pseudo-tokens
   inside the loss and saves emollm checkpoints (LoRA adapter + projector weights + ``emollm_config.json``)
-  at every save, so a resumed run restores the projectors too.
+  at every save, so a resumed run restores the projectors too (and, given ``files``, more files beside them,
+  such as the evidence model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from trl import SFTTrainer
 
 from emollm.errors import ConfigError
+from emollm.io import write_text_atomic
 from emollm.modeling.adapters import build_inputs_embeds, get_projectors
 from emollm.training.optim import ProjectorLearningRateMixin
 from emollm.training.resume import EmollmCheckpointMixin
 
-TARGETS = ("label", "reasoning")
+TARGETS = ("label", "reasoning", "evidence")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
@@ -84,32 +90,42 @@ def make_completion(
     target: str = "label",
     transcript: str | None = None,
     prosody: str | None = None,
+    rationale: str | None = None,
 ) -> str:
     """The training target for one example.
 
     Args:
         label: The gold label.
         reasons: Whether the prompt template asks for ``<think>``/``<answer>`` tags.
-        target: ``"label"`` or ``"reasoning"`` (needs a template that asks for tags).
+        target: ``"label"``, ``"reasoning"`` or ``"evidence"`` (the last two need a template that asks for
+            tags).
         transcript: Shown words (for the template-made rationale).
         prosody: Shown prosody description (for the template-made rationale).
+        rationale: The evidence rationale (``target="evidence"``,
+            :meth:`emollm.training.evidence.EvidenceModel.rationale`).
 
     >>> make_completion("happy", reasons=False)
     'happy'
     >>> make_completion("happy", reasons=True)
     '<answer>happy</answer>'
+    >>> make_completion("sad", reasons=True, target="evidence", rationale="Slow speech. It fits sad.")
+    '<think>Slow speech. It fits sad.</think><answer>sad</answer>'
     """
     if target not in TARGETS:
         raise ConfigError(f"target must be one of {TARGETS}, got {target!r}")
     if not reasons:
-        if target == "reasoning":
+        if target != "label":
             raise ConfigError(
-                "target='reasoning' needs a template that asks for <think>/<answer> (acoustic or cot); "
+                f"target={target!r} needs a template that asks for <think>/<answer> (acoustic or cot); "
                 "the chosen template asks for the label only"
             )
         return label
     if target == "label":
         return f"<answer>{label}</answer>"
+    if target == "evidence":
+        if rationale is None:
+            raise ConfigError("target='evidence' needs the utterance's evidence rationale; none was given")
+        return f"<think>{rationale}</think><answer>{label}</answer>"
     return f"<think>{template_rationale(label, transcript, prosody)}</think><answer>{label}</answer>"
 
 
@@ -120,6 +136,7 @@ def build_examples(
     target: str = "label",
     prosody: Mapping[str, str | None] | None = None,
     frames: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    rationales: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """SFT examples: ``{"id", "prompt", "completion", "label", "<modality>_frames"...}`` per utterance.
 
@@ -131,10 +148,12 @@ def build_examples(
         prosody: utterance id -> prosody description (None or missing: none shown).
         frames: adapter key -> (utterance id -> encoder frames), for a model with adapters
             (:func:`emollm.inputs.encode_utterances`); each becomes the example's ``<key>_frames``.
+        rationales: utterance id -> evidence rationale, for ``target="evidence"``
+            (:func:`emollm.training.evidence.build_evidence`).
 
     Raises:
         ConfigError: an utterance without a label, or without frames for an adapter, or adapters for a
-            prompt without a placeholder (or the reverse).
+            prompt without a placeholder (or the reverse), or an evidence target without its rationale.
     """
     reasons = prompts.asks_for_tags
     if prompts.modalities and not frames:
@@ -148,7 +167,7 @@ def build_examples(
             f"frames for adapters {sorted(frames)} but the prompt has no placeholder: build the "
             f"PromptBuilder with the model's placeholders"
         )
-    prosody = prosody or {}
+    prosody, rationales = prosody or {}, rationales or {}
     examples = []
     for utt in utterances:
         if utt.label is None:
@@ -158,8 +177,13 @@ def build_examples(
             "id": utt.id,
             "prompt": prompts.for_utterance(utt, description),
             "completion": make_completion(
-                utt.label, reasons=reasons, target=target, transcript=utt.transcript, prosody=description
-            ),
+                utt.label,
+                reasons=reasons,
+                target=target,
+                transcript=utt.transcript,
+                prosody=description,
+                rationale=rationales.get(utt.id),
+            ),  # fmt: skip
             "label": utt.label,
         }
         for key, by_id in (frames or {}).items():
@@ -229,12 +253,24 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTr
         frame_normalizers: Per-speaker frame statistics of the training clips, recorded in the checkpoint.
         projector_learning_rate: The projectors' own peak learning rate (None: ``args.learning_rate``).
         training_record: How the run trains (class weights...), recorded in the checkpoint.
+        files: More files written into every checkpoint and ``save_model`` folder, name -> text (atomically,
+            after emollm's own): the recipe's evidence model (``emollm_evidence.json``).
         *args, **kwargs: As for ``SFTTrainer``.
 
     A batch with ``loss_weights`` (one per example: the collator's class weights) is trained on the
     weighted token loss, normalised like TRL's own (by the batch's token count, so the weights' mean of 1
     keeps the loss's scale, gradient accumulation included); without it the loss is TRL's.
     """
+
+    def __init__(self, *args, files: Mapping[str, str] | None = None, **kwargs):
+        self.extra_files = dict(files or {})
+        super().__init__(*args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict=state_dict)
+        folder = output_dir if output_dir is not None else self.args.output_dir
+        for name, text in self.extra_files.items():
+            write_text_atomic(Path(folder) / name, text)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Swap ``input_ids`` for ``inputs_embeds`` (projector vectors at the slots), then TRL's loss."""
