@@ -365,7 +365,7 @@ def _delegated(command: str, argv: list[str]) -> int:
     recipe.main(*parsed)
     from accelerate import PartialState
 
-    PartialState().destroy_process_group()  # as the recipes' cli() does (see emollm.recipes.sft.cli)
+    PartialState().destroy_process_group()  # a clean exit under accelerate launch (emollm.recipes.sft.cli)
     return 0
 
 

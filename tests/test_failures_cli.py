@@ -214,3 +214,27 @@ def test_a_closed_pipe_ends_quietly():
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 1
     assert err == "", err
+
+
+@pytest.mark.parametrize("script", ["sft", "grpo"])
+def test_the_recipe_scripts_print_a_config_error_as_one_line(script):
+    """``python recipes/<script>.py`` (what accelerate launch runs) is ``emollm <script>``, errors included."""
+    from conftest import REPO
+
+    config = REPO / "recipes" / "configs" / "ravdess" / f"{script}_text.yaml"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "recipes" / f"{script}.py"),
+            "--config",
+            str(config),
+            "--train_limit",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"emollm {script}: error: ")
+    assert "train_limit is 0" in done.stderr

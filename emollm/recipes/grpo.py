@@ -44,7 +44,6 @@ from emollm.training.arguments import (
     AdapterArguments,
     asks_for_tags,
     check_recipe_config,
-    parse_recipe_args,
     route_has_adapters,
     route_has_prosody,
 )
@@ -363,10 +362,16 @@ def make_parser(prog: str | None = None):
     return TrlParser(dataclass_types, prog=prog, description=__doc__.split("\n\n")[0])
 
 
-def cli(args: list[str] | None = None, prog: str | None = None) -> None:
-    """``emollm grpo`` and ``python recipes/grpo.py``: parse (``args`` or ``sys.argv``), run, tear down."""
-    main(*parse_recipe_args(make_parser(prog), args))
-    PartialState().destroy_process_group()  # a clean exit under accelerate launch (see emollm.recipes.sft)
+def cli(args: list[str] | None = None) -> None:
+    """``python recipes/grpo.py`` (and ``accelerate launch`` of it): exactly ``emollm grpo``.
+
+    See :func:`emollm.recipes.sft.cli`.
+    """
+    import sys
+
+    from emollm.cli import main as emollm_main
+
+    raise SystemExit(emollm_main(["grpo", *(sys.argv[1:] if args is None else args)]))
 
 
 if __name__ == "__main__":

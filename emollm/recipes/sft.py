@@ -31,7 +31,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
 from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, SFTConfig, TrlParser, get_peft_config, get_quantization_config
@@ -48,7 +47,6 @@ from emollm.training.arguments import (
     AdapterArguments,
     asks_for_tags,
     check_recipe_config,
-    parse_recipe_args,
     route_has_adapters,
     route_has_prosody,
 )
@@ -318,13 +316,19 @@ def make_parser(prog: str | None = None):
     return TrlParser(dataclass_types, prog=prog, description=__doc__.split("\n\n")[0])
 
 
-def cli(args: list[str] | None = None, prog: str | None = None) -> None:
-    """``emollm sft`` and ``python recipes/sft.py``: parse (``args`` or ``sys.argv``), run, tear down."""
-    main(*parse_recipe_args(make_parser(prog), args))
-    # Under accelerate launch, gloo's worker threads can abort the interpreter's exit (SIGABRT) unless the
-    # process group is destroyed while Python is still alive; a no-op in a single process. Only after
-    # success: after an error the traceback comes first, and tearing down NCCL then could hang on peers.
-    PartialState().destroy_process_group()
+def cli(args: list[str] | None = None) -> None:
+    """``python recipes/sft.py`` (and ``accelerate launch`` of it): exactly ``emollm sft``, exit codes too.
+
+    :func:`emollm.cli.main` parses with :func:`make_parser`, checks the output folder, runs :func:`main`,
+    and prints an error as one line (exit 2) or an interrupt as how to resume (130). After success it
+    destroys the process group: under accelerate launch, gloo's worker threads can abort the interpreter's
+    exit (SIGABRT) unless that happens while Python is still alive (a no-op in a single process).
+    """
+    import sys
+
+    from emollm.cli import main as emollm_main
+
+    raise SystemExit(emollm_main(["sft", *(sys.argv[1:] if args is None else args)]))
 
 
 if __name__ == "__main__":
