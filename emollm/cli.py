@@ -1,4 +1,4 @@
-"""The ``emollm`` command line: models, demo, prosody, predict, evaluate, compare, sft and grpo.
+"""The ``emollm`` command line: models, demo, prosody, predict, evaluate, faithfulness, compare, sft and grpo.
 
 Each subcommand is one function taking the parsed arguments. :func:`main` is the one place that turns
 failures into exit statuses: an error a user can cause (any :class:`~emollm.errors.EmollmError`, and a file
@@ -6,7 +6,8 @@ that cannot be written) is one line, ``emollm <command>: error: <message>``, wit
 one line and exit status 130 (``evaluate``, ``sft`` and ``grpo`` resume when rerun); a closed pipe
 (``emollm ... | head``) ends quietly. Output paths (``--output``, ``--plot``, ``--save-audio``, a recipe's
 ``output_dir``) are checked before any long work. ``evaluate``'s options are the fields of
-:class:`~emollm.evaluation.harness.EvalConfig` (transformers' ``HfArgumentParser``); ``sft`` and
+:class:`~emollm.evaluation.harness.EvalConfig` (transformers' ``HfArgumentParser``), ``faithfulness``'s those
+of :class:`~emollm.evaluation.faithfulness.FaithfulnessConfig`; ``sft`` and
 ``grpo`` hand the rest of the command line to the recipes in :mod:`emollm.recipes` (TRL's ``TrlParser``:
 ``--config`` YAML plus overrides).
 """
@@ -29,7 +30,7 @@ DEMO_TEXT = "I can't believe you did this to me, after everything I've done for 
 DEMO_PITCH = 1.5  # Praat pitch multiplier: about +5.5 semitones, a raised voice
 DEMO_RATE = 210  # words per minute, faster than the synthesiser's 175
 
-RESUMABLE = ("evaluate", "sft", "grpo")
+RESUMABLE = ("evaluate", "faithfulness", "sft", "grpo")
 """Commands that continue where they stopped when rerun (an interrupted run says so)."""
 
 _WRITE_ERRNOS = (
@@ -232,6 +233,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_faithfulness(args: argparse.Namespace) -> int:
+    from emollm.evaluation.faithfulness import FaithfulnessConfig, faithfulness
+
+    fields = dataclasses.fields(FaithfulnessConfig)
+    config = FaithfulnessConfig(**{f.name: getattr(args, f.name) for f in fields})  # checks
+    result = faithfulness(config, overwrite=args.overwrite, progress=not args.no_progress)
+    s = result.summary
+    if result.predicted == 0:
+        print(f"nothing to predict: {result.output_dir} already holds all {s['n_pairs']} pairs")
+    report = (result.output_dir / "report.md").read_text(encoding="utf-8")
+    print(report.split("\nSettings:")[0].strip())  # the scores, without the settings block
+    print(f"wrote {result.output_dir}/: metrics.json, report.md, predictions.jsonl")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from emollm.evaluation.bootstrap import compare_runs, comparison_markdown
 
@@ -320,19 +336,21 @@ is registered without options and the rest of the command line goes to the recip
 ``TrlParser``: ``--config`` YAML plus overrides), so ``emollm --help`` does not import TRL."""
 
 
-def evaluate_parser(prog: str = "emollm evaluate"):
+def evaluate_parser(prog: str = "emollm evaluate", config_class=None, description: str | None = None):
     """The options of ``emollm evaluate``: :class:`~emollm.evaluation.harness.EvalConfig`'s fields.
 
     Built on its own (transformers' ``HfArgumentParser``), so the other commands do not import transformers.
+    ``emollm faithfulness`` builds its own the same way, from ``config_class``
+    (:class:`~emollm.evaluation.faithfulness.FaithfulnessConfig`).
     """
     from transformers.hf_argparser import HfArgumentParser
 
     from emollm.evaluation.harness import EvalConfig
 
     parser = HfArgumentParser(
-        [EvalConfig],
+        [config_class or EvalConfig],
         prog=prog,
-        description="Zero-shot (or checkpoint) evaluation over a corpus split; resumable.",
+        description=description or "Zero-shot (or checkpoint) evaluation over a corpus split; resumable.",
     )
     parser.add_argument(
         "--no-prosody",
@@ -349,10 +367,20 @@ def evaluate_parser(prog: str = "emollm evaluate"):
 
 
 def _delegated(command: str, argv: list[str]) -> int:
-    """Run a command whose options another parser reads: ``evaluate``, ``sft``, ``grpo``."""
+    """Run a command whose options another parser reads: ``evaluate``, ``faithfulness``, ``sft``, ``grpo``."""
     if command == "evaluate":
         _quiet_libraries()
         return _cmd_evaluate(evaluate_parser().parse_args(argv))
+    if command == "faithfulness":
+        from emollm.evaluation.faithfulness import FaithfulnessConfig
+
+        _quiet_libraries()
+        parser = evaluate_parser(
+            "emollm faithfulness",
+            FaithfulnessConfig,
+            "Counterfactual swap of voice inputs between utterances of different labels; resumable.",
+        )
+        return _cmd_faithfulness(parser.parse_args(argv))
     import importlib
 
     from emollm.training.arguments import parse_recipe_args
@@ -461,6 +489,13 @@ def make_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    sub.add_parser(
+        "faithfulness",
+        help="does the model use the voice? swap voice inputs between utterances of different labels "
+        "(--help: its options)",
+        add_help=False,
+    )
+
     compare = sub.add_parser(
         "compare", help="paired bootstrap of two evaluation folders: B - A per metric, interval, p-value"
     )
@@ -529,7 +564,7 @@ def _quiet_libraries() -> None:
 
 
 def _run(argv: list[str]) -> int:
-    if argv and (argv[0] in RECIPES or argv[0] == "evaluate"):  # options read by their own parser
+    if argv and (argv[0] in RECIPES or argv[0] in ("evaluate", "faithfulness")):  # their own parsers
         return _delegated(argv[0], argv[1:])
     args = make_parser().parse_args(argv)
     if getattr(args, "quiet", True):  # commands that load models; prosody never imports transformers
