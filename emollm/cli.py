@@ -43,6 +43,7 @@ _WRITE_ERRNOS = (
     "ENOTDIR",
     "EISDIR",
     "ENAMETOOLONG",
+    "ENOENT",  # a path that cannot be made (e.g. under /proc), or a file gone missing: named in the message
 )
 WRITE_ERRORS = {getattr(errno, name) for name in _WRITE_ERRNOS if hasattr(errno, name)}
 """``OSError`` numbers shown as a one-line error: what a path or a full disk causes, not a bug."""

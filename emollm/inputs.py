@@ -242,6 +242,41 @@ def describe_utterances(
     return descriptions, notes, normalizer
 
 
+def check_audio_files(utterances: Sequence) -> None:
+    """Refuse utterances whose ``audio_path`` is not a readable file, before any extraction or model load.
+
+    A manifest that points at missing files would otherwise be evaluated from the words alone, with one note
+    per row and exit status 0. Utterances without an ``audio_path`` (text only, or in-memory audio) pass.
+
+    Raises:
+        DataError: naming how many files are missing or are folders, the first few, and the fix.
+
+    >>> from emollm.data import Utterance
+    >>> check_audio_files([Utterance(id="a", audio_path="/no/such/file.wav")])
+    Traceback (most recent call last):
+    ...
+    emollm.errors.DataError: 1 of 1 audio files do not exist (a: '/no/such/file.wav'); ...
+    """
+    paths = [(u.id, Path(u.audio_path)) for u in utterances if u.audio_path is not None]
+    problems = {
+        "do not exist": [(i, p) for i, p in paths if not p.exists()],
+        "are folders, not files": [(i, p) for i, p in paths if p.is_dir()],
+    }
+    found = [(what, items) for what, items in problems.items() if items]
+    if found:
+        parts = [
+            f"{len(items)} of {len(paths)} audio files {what} ("
+            + ", ".join(f"{i}: {str(p)!r}" for i, p in items[:3])
+            + (", ..." if len(items) > 3 else "")
+            + ")"
+            for what, items in found
+        ]
+        raise DataError(
+            f"{'; '.join(parts)}; fix the audio paths (a manifest's relative paths are read from its own "
+            f"folder), or ask for no audio (evaluate --no-prosody with a text-only model)"
+        )
+
+
 # -- how it sounded, as encoder frames ----------------------------------------------------------------------
 
 
@@ -280,6 +315,7 @@ def encode_utterances(
             raise DataError(
                 f"{len(missing)} utterances have no audio file (e.g. {missing[0]}); the model needs it"
             )
+        check_audio_files(utterances)
         # per-speaker statistics need every utterance's frames; otherwise only those asked for
         refitting = refit and lm.normalizes(key)
         needed = [u for u in utterances if u.id in wanted or refitting]

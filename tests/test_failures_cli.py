@@ -238,3 +238,79 @@ def test_the_recipe_scripts_print_a_config_error_as_one_line(script):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"emollm {script}: error: ")
     assert "train_limit is 0" in done.stderr
+
+
+# -- cases found by benchmarks/hostile_inputs.py ------------------------------------------------------------
+
+
+def test_a_config_that_is_not_valid_yaml_is_one_line_naming_the_line(tmp_path, capsys):
+    from conftest import REPO
+
+    config = (REPO / "recipes" / "configs" / "ravdess" / "sft_tokens.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.replace("[q_proj", "[[q_proj"))
+    assert main(["sft", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"emollm sft: error: --config {bad} line ") and "not valid YAML" in err
+    assert "\n" not in err
+
+
+def test_lora_values_peft_would_reject_late_are_refused_at_parse_time(capsys):
+    from conftest import REPO
+
+    config = REPO / "recipes" / "configs" / "ravdess" / "sft_tokens.yaml"
+    assert main(["sft", "--config", str(config), "--lora_r", "-4", "--lora_dropout", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lora_r is -4; it must be >= 1" in err and "lora_dropout is 1.5" in err
+
+
+def test_garbage_lora_weights_are_a_model_error(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+    from emollm.errors import ModelError
+    from emollm.modeling import base
+    from emollm.modeling.checkpoint import CONFIG_NAME
+    from emollm.modeling.emotion_lm import load_checkpoint
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    config = {"format_version": 1, "base_model": "tiny", "lora": True, "adapters": [], "reasoner": {}}
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    lora = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["q_proj"],
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(lora))
+    (folder / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    monkeypatch.setattr(base, "load_base_model", lambda *a, **k: (tiny_model, tiny_tokenizer))
+    with pytest.raises(ModelError, match=r"LoRA weights in .* cannot be loaded .*damaged"):
+        load_checkpoint(folder)
+
+
+def test_an_output_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "transcript": "hi", "label": "happy"}) + "\n")
+    command = ["evaluate", "--data", f"manifest:{manifest}", "--split", "all", "--labels", "happy,sad"]
+    status = main([*command, "--output", "/proc/x"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("emollm evaluate: error: ") and "/proc/x" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_audio_files_that_are_missing_or_folders_are_refused_before_evaluating(
+    tmp_path, capsys, kind, tiny_model_dir, emollm_cache
+):
+    path = tmp_path / "clip.wav"
+    if kind == "folder":
+        path.mkdir()
+    manifest = tmp_path / "m.jsonl"
+    row = {"id": "a", "audio_path": str(path), "transcript": "hi", "label": "happy"}
+    manifest.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "out"
+    command = ["evaluate", "--data", f"manifest:{manifest}", "--split", "all", "--labels", "happy,sad"]
+    command += ["--strategy", "acoustic", "--model", str(tiny_model_dir), "--output", str(out)]
+    status = main(command)
+    err = capsys.readouterr().err
+    what = "do not exist" if kind == "missing" else "are folders, not files"
+    assert status == 2 and f"1 of 1 audio files {what}" in err and not out.exists()

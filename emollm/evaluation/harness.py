@@ -72,7 +72,14 @@ from emollm.evaluation.runs import (
     read_predictions,
     start_run,
 )
-from emollm.inputs import NORMALIZERS, describe_utterances, encode_utterances, frames_of, select_utterances
+from emollm.inputs import (
+    NORMALIZERS,
+    check_audio_files,
+    describe_utterances,
+    encode_utterances,
+    frames_of,
+    select_utterances,
+)
 from emollm.io import write_text_atomic
 from emollm.labels import parse_label_option
 from emollm.modeling.base import DEFAULT_MODEL
@@ -324,6 +331,8 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         calibrate=config.calibrate,
         batch_size=config.batch_size,
     )
+    if reasoner.prosody or lm.adapter_keys:  # the audio the prompts need, checked before any work
+        check_audio_files(utterances)
     out = config.output_dir()
     settings = {
         **reasoner.settings(),

@@ -398,7 +398,14 @@ def load_checkpoint(
     if config.get("lora"):
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        try:
+            model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        except Exception as exc:  # safetensors, json, size mismatches: all mean the files are not usable
+            raise ModelError(
+                f"the LoRA weights in {folder} cannot be loaded ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); the files are damaged or belong to another model: "
+                f"load a complete checkpoint-N folder of the run, or train again"
+            ) from exc
         if merge and not trainable:
             model = model.merge_and_unload()
     specs = [AdapterSpec(**a) for a in config["adapters"]]

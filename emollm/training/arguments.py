@@ -196,7 +196,16 @@ def parse_recipe_args(parser, args: list | None = None):
         at = next(i for i, a in enumerate(argv) if a.split("=")[0] == "--config")
         path = argv[at].split("=", 1)[1] if "=" in argv[at] else argv[at + 1] if at + 1 < len(argv) else None
         if path and Path(path).is_file():
-            names |= set(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                where = getattr(exc, "problem_mark", None)
+                line = f" line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ConfigError(f"--config {path}{line}: not valid YAML ({problem})") from exc
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"--config {path}: a YAML mapping of option: value is expected")
+            names |= set(loaded)
     old = sorted(n for n in names if n.startswith("gradient_checkpointing"))
     if old:
         new = [n.replace("gradient_", "activation_") for n in old]
@@ -208,7 +217,7 @@ def parse_recipe_args(parser, args: list | None = None):
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"--config {path}: no such file")
     try:
-        return parser.parse_args_and_config(args=argv)
+        parsed = parser.parse_args_and_config(args=argv)
     except ConfigError:
         raise
     except (
@@ -216,3 +225,27 @@ def parse_recipe_args(parser, args: list | None = None):
         OSError,
     ) as exc:  # TRL/transformers' own checks: an unknown YAML key, bf16 on a CPU...
         raise ConfigError(str(exc)) from exc
+    check_lora(next((p for p in parsed if hasattr(p, "lora_r") and hasattr(p, "use_peft")), None))
+    return parsed
+
+
+def check_lora(model_args) -> None:
+    """Refuse LoRA settings PEFT would reject only after the data and model have loaded.
+
+    >>> from types import SimpleNamespace
+    >>> check_lora(SimpleNamespace(use_peft=True, lora_r=-4, lora_alpha=8, lora_dropout=0.0))
+    Traceback (most recent call last):
+    ...
+    emollm.errors.ConfigError: ModelConfig: lora_r is -4; it must be >= 1
+    """
+    if model_args is None or not model_args.use_peft:
+        return
+    problems = []
+    if model_args.lora_r < 1:
+        problems.append(f"lora_r is {model_args.lora_r}; it must be >= 1")
+    if model_args.lora_alpha <= 0:
+        problems.append(f"lora_alpha is {model_args.lora_alpha}; it must be > 0")
+    if not 0 <= model_args.lora_dropout < 1:
+        problems.append(f"lora_dropout is {model_args.lora_dropout}; it must be in [0, 1)")
+    if problems:
+        raise ConfigError(f"ModelConfig: {'; '.join(problems)}")
