@@ -33,6 +33,7 @@ SILENCE_PEAK = 1e-4  # a peak below this (about -80 dBFS) is silence
 CLIP_LEVEL = 0.999
 CLIP_WARN_FRACTION = 0.01
 LOW_SR_WARN = 16_000
+TRUNCATION_TOLERANCE = 0.05  # seconds a WAV may hold less than its header declares before it is refused
 
 
 @dataclass
@@ -86,6 +87,47 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         return data, int(sr)
 
 
+def _declared_wav_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header says its ``data`` chunk holds; None for other files and unknown lengths.
+
+    libsndfile quietly reads what is there when a WAV is cut short, so the header is read here. Writers
+    that stream (and cannot go back to fill in the size) leave 0 or a value near 4 GiB: unknown, not short.
+    """
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"fmt ":
+                fmt = handle.read(size + size % 2)
+                if len(fmt) < 14:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+            elif name == b"data":
+                if not block_align or size == 0 or size >= 0x7FFF0000:
+                    return None
+                return size // block_align
+            else:
+                handle.seek(size + size % 2, 1)
+
+
+def _check_complete(path: Path, frames: int, sample_rate: int) -> None:
+    declared = _declared_wav_frames(path)
+    if declared is not None and declared - frames > TRUNCATION_TOLERANCE * sample_rate:
+        raise AudioError(
+            f"audio file {str(path)!r} is truncated: its header declares {declared / sample_rate:.2f} s but "
+            f"the file holds {frames / sample_rate:.2f} s (an interrupted copy or download?); copy or "
+            f"export it again"
+        )
+
+
 def _as_channels_first(array: np.ndarray) -> np.ndarray:
     if array.ndim == 1:
         return array[None, :]
@@ -126,8 +168,9 @@ def load_audio(
         The validated :class:`Audio`.
 
     Raises:
-        AudioError: missing or unreadable file (or a folder), missing sample rate, empty, non-finite samples,
-            silence (a constant DC level included), too short or too long.
+        AudioError: missing or unreadable file (or a folder), a WAV file that holds less audio than its
+            header declares (truncated), missing sample rate, empty, non-finite samples, silence (a
+            constant DC level included), too short or too long.
     """
     if isinstance(source, Audio):
         return source
@@ -138,6 +181,7 @@ def load_audio(
         if not path.is_file():
             raise AudioError(f"audio file {str(path)!r} does not exist")
         channels, sr = _read_file(path)
+        _check_complete(path, channels.shape[1], sr)
         name = str(path)
     else:
         if sample_rate is None or sample_rate <= 0:

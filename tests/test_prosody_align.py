@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from emollm.errors import AlignmentError
-from emollm.prosody.align import align, align_transcript, alignment_from_textgrid
+from emollm.prosody.align import (
+    DOUBTFUL_PHONE_FIT,
+    IMPLAUSIBLE_WORD_FIT,
+    align,
+    align_transcript,
+    alignment_from_textgrid,
+    check_alignment,
+)
 from emollm.prosody.alignment import NUCLEUS, Alignment
 from emollm.prosody.nuclei import detect_nuclei
 from emollm.prosody.pronunciation import cmu_lookup, letter_to_sound, number_to_words, pronounce, tokenize
@@ -287,6 +294,58 @@ def test_transcript_that_does_not_fit_falls_back_or_raises():
     assert al.method == "nuclei"
     assert "forced alignment failed" in al.notes[0]
     assert al.transcript == long_text
+
+
+# -- plausibility: a wrong transcript is still aligned, so the fit of its phones is checked ----------------------
+
+
+def test_right_transcript_is_plausible_and_every_phone_has_a_fit():
+    audio, _ = synthesize(KIDS)
+    aligned = align_transcript(audio, KIDS)
+    assert all(p.fit is not None for p in aligned.phones)
+    check = check_alignment(aligned)
+    # Measured: words' fit about -6, worst three phones about -64 (thresholds -30 and -85).
+    assert check.verdict == "plausible" and check.reason == ""
+    assert check.word_fit > IMPLAUSIBLE_WORD_FIT + 10
+    assert check.worst_phone_fit > DOUBTFUL_PHONE_FIT
+    al = align(audio, KIDS)
+    assert al.method == "pocketsphinx"
+    assert not any("implausible" in n or "may be wrong" in n for n in al.notes)
+
+
+def test_unrelated_transcript_falls_back_to_nuclei_or_raises():
+    """pocketsphinx finds a path for these words through "Kids are talking by the door", and used to keep it."""
+    audio, _ = synthesize(KIDS)
+    unrelated = "My money is gone"
+    assert (
+        check_alignment(align_transcript(audio, unrelated)).verdict == "implausible"
+    )  # words' fit about -40
+    al = align(audio, unrelated)
+    assert al.method == "nuclei" and al.transcript == unrelated
+    assert al.notes[0].startswith("the alignment looks implausible (the words fit the speech")
+    assert al.notes[0].endswith("fell back to syllable nuclei")
+    assert len(al.vowels) > 0
+    with pytest.raises(AlignmentError, match="looks implausible.*check the transcript"):
+        align(audio, unrelated, on_failure="raise")
+
+
+def test_similar_transcript_is_kept_with_a_note_naming_the_words():
+    audio, _ = synthesize(KIDS)
+    check = check_alignment(align_transcript(audio, "Dogs are sitting by the door"))
+    # Measured: words' fit about -22 (kept), worst three phones about -105, in 'dogs' and 'sitting'.
+    assert check.verdict == "doubtful"
+    assert "dogs" in check.worst_words
+    al = align(audio, "Dogs are sitting by the door", on_failure="raise")  # kept: not an error
+    assert al.method == "pocketsphinx"
+    assert any(n.startswith("the alignment may be wrong in places (phones of 'dogs'") for n in al.notes)
+
+
+def test_alignments_without_fits_are_not_judged(tmp_path):
+    al = alignment_from_textgrid(_grid(tmp_path / "a.TextGrid", MFA_TIERS, 1.0), duration=1.0)
+    assert all(p.fit is None for p in al.phones)
+    assert check_alignment(al).verdict == "plausible"
+    audio, _ = synthesize(KIDS)
+    assert check_alignment(detect_nuclei(audio)).verdict == "plausible"
 
 
 def test_nuclei_match_the_synthesised_vowels():

@@ -1,12 +1,14 @@
 """Malformed input through the whole prosody pipeline: a clear EmollmError or a documented degraded result.
 
 One case per row of the issue: silence, NaN, clipped, 8 kHz, stereo, 0.1 s, 10 min, empty transcript,
-words missing from the dictionary, a TextGrid that does not match the audio.
+words missing from the dictionary, a TextGrid that does not match the audio; then the inputs that used to
+give a confident alignment of nonsense: a wrong transcript, a truncated file, very quiet speech.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 
 import numpy as np
@@ -127,3 +129,63 @@ def test_every_failure_is_an_emollm_error(speech):
     for bad in (np.zeros((3, 3, 3)), np.array(["a", "b"])):
         with pytest.raises(EmollmError):
             extract_prosody(bad, KIDS, sample_rate=16000)
+
+
+# -- confident nonsense: inputs that pocketsphinx aligns anyway -----------------------------------------------
+
+
+def test_unrelated_transcript_falls_back_with_a_note(speech):
+    features = extract_prosody(speech[0], "My money is gone")
+    assert features.alignment.method == "nuclei"
+    assert features.notes[0].startswith("the alignment looks implausible")
+    assert "fell back to syllable nuclei" in features.notes[0]
+    with pytest.raises(AlignmentError, match="implausible"):
+        extract_prosody(speech[0], "My money is gone", on_failure="raise")
+
+
+def test_very_quiet_speech_is_aligned_as_loud_speech_with_a_note(speech):
+    audio, _ = speech
+    quiet = audio.samples * (10 ** (-75 / 20) / np.max(np.abs(audio.samples)))  # peak at -75 dBFS
+    features = extract_prosody(quiet, KIDS, sample_rate=16000)
+    loud = extract_prosody(audio, KIDS)
+    assert any(
+        n.startswith("the audio is very quiet (its loudest speech is at -86 dBFS") for n in features.notes
+    )
+    assert not any("very quiet" in n for n in loud.notes)
+    # pocketsphinx reads 16-bit samples, where -75 dBFS is a few steps: it is given a louder copy.
+    assert features.alignment.method == "pocketsphinx"
+    assert [(v.phone, v.start, v.end) for v in features.vowels] == [
+        (v.phone, v.start, v.end) for v in loud.vowels
+    ]
+
+
+def _wav(path, samples, subtype="PCM_16"):
+    sf.write(path, samples, 16000, subtype=subtype)
+    return path
+
+
+def test_truncated_wav_is_refused(speech, tmp_path):
+    """libsndfile reads what is there without a word; the header's length says how much is missing."""
+    samples = np.tile(speech[0].samples, 2)  # 3.4 s
+    for subtype in ("PCM_16", "FLOAT"):
+        path = _wav(tmp_path / f"cut-{subtype}.wav", samples, subtype)
+        with open(path, "r+b") as handle:
+            handle.truncate(path.stat().st_size // 2)
+        assert sf.info(path).frames < len(samples)  # what soundfile alone reports
+        with pytest.raises(
+            AudioError, match=r"is truncated: its header declares 3\.\d+ s but the file holds 1\."
+        ):
+            extract_prosody(path, KIDS)
+
+
+def test_wav_with_a_streaming_placeholder_length_is_read(speech, tmp_path):
+    """Writers that cannot seek back leave 0xFFFFFFFF as the data size: unknown, not truncated."""
+    path = _wav(tmp_path / "streamed.wav", speech[0].samples)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    data[4:8] = struct.pack("<I", 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    features = extract_prosody(path, KIDS)
+    assert features.alignment.method == "pocketsphinx"
+    assert features.utterance.duration == pytest.approx(speech[0].duration, abs=0.01)

@@ -15,6 +15,12 @@ Three ways, chosen by what you give :func:`align`:
 
 The result is an :class:`~emollm.prosody.alignment.Alignment`.
 
+A forced alignment always places every word somewhere, even when the transcript is not what is said.
+:func:`check_alignment` tells a plausible alignment from nonsense by how well each phone fits its frames
+compared with free phone recognition (a pocketsphinx phone loop over the same audio): :func:`align` falls back
+to syllable nuclei when the words as a whole fit far worse (``on_failure="raise"`` raises instead), and keeps
+the alignment with a note when only a few phones fit badly.
+
 >>> from emollm.prosody.synth import synthesize
 >>> audio, truth = synthesize("Kids are talking by the door")
 >>> [v.phone for v in align(audio, "Kids are talking by the door").vowels]
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,16 @@ from emollm.prosody.textgrid import (
 
 FRAME = 0.01  # pocketsphinx's frame step, seconds
 PAD = 0.2  # seconds of silence added on both sides before aligning
+
+# Plausibility of a pocketsphinx alignment (:func:`check_alignment`), in pocketsphinx's acoustic log units per
+# 10 ms frame relative to a free phone loop. Chosen on the RAVDESS training actors (01-14) with a right
+# transcript, the other RAVDESS sentence and an unrelated one (benchmarks/alignment_plausibility.py). The
+# fallback threshold is lower than the -23.5 at which 0.5 % of right transcripts fall: synthesised speech
+# at 250 words per minute reaches -25 with the right transcript.
+IMPLAUSIBLE_WORD_FIT = -30.0  # words' mean fit below this: fall back (0.4 % of right transcripts on train)
+DOUBTFUL_PHONE_FIT = -85.0  # mean fit of the worst phones below this: keep, with a note (0.8 % on train)
+WORST_PHONES = 3  # how many of the worst-fitting phones are averaged
+QUIET_DBFS = -60.0  # loudest 10 ms frames below this: a note, and the aligner is given a louder copy
 
 
 # -- TextGrids (trusted) -------------------------------------------------------------------------------------
@@ -207,6 +224,46 @@ def _decoder(attempt: int = 0):
     return decoder, decoder.get_cmn()
 
 
+@functools.lru_cache(maxsize=1)
+def _phone_loop():
+    """A pocketsphinx decoder for free phone recognition, what :func:`check_alignment` compares with."""
+    import os
+
+    from pocketsphinx import Decoder, get_model_path
+
+    model = get_model_path()
+    decoder = Decoder(
+        hmm=os.path.join(model, "en-us", "en-us"),
+        allphone=os.path.join(model, "en-us-phone.lm.bin"),
+        lm=None,
+        samprate=16000,
+        loglevel="FATAL",
+        bestpath=False,
+        **DECODERS[0],
+    )
+    return decoder, decoder.get_cmn()
+
+
+def _loop_scores(pcm: bytes, frames: int) -> np.ndarray | None:
+    """Acoustic score of each frame on the best free phone path (each phone's score spread evenly)."""
+    decoder, cmn = _phone_loop()
+    decoder.reinit_feat()
+    decoder.set_cmn(cmn)
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    logmath = decoder.get_logmath()
+    scores = np.zeros(frames + 1)
+    segments = list(decoder.seg())
+    if not segments:
+        return None
+    for segment in segments:  # ``ascore`` comes back as a probability; its log is the score
+        first, last = segment.start_frame, min(segment.end_frame, frames)
+        if last >= first:
+            scores[first : last + 1] = logmath.log(segment.ascore) / (segment.end_frame - first + 1)
+    return scores
+
+
 def _run_alignment(decoder, cmn: str, words: list[str], pcm: bytes):
     """The two passes; None when the word pass finds no path.
 
@@ -266,7 +323,10 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
     first, last = speech_span(audio)
     offset = first / audio.sample_rate - PAD
     pad = np.zeros(int(PAD * audio.sample_rate), dtype=np.int16)
-    speech = (np.clip(audio.samples[first:last], -1.0, 1.0) * 32767).astype(np.int16)
+    speech = audio.samples[first:last]
+    if speech_level(audio) < QUIET_DBFS:  # pocketsphinx reads 16-bit samples: very quiet speech would be lost
+        speech = speech * (0.5 / max(float(np.max(np.abs(speech))), 1e-9))
+    speech = (np.clip(speech, -1.0, 1.0) * 32767).astype(np.int16)
     pcm = np.concatenate([pad, speech, pad]).tobytes()
     result = None
     for attempt in range(len(DECODERS)):
@@ -288,18 +348,29 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
             f"({failure}): the transcript may not match the speech, or the audio is too short for it"
         )
 
+    # Copied out in one pass: pocketsphinx frees its iterators when they run out, so a phone iterator taken
+    # from a word after the word iterator ended would read freed memory.
+    entries = [
+        (entry.name, entry.start, entry.duration, [(p.name, p.start, p.duration, p.score) for p in entry])
+        for entry in result
+    ]
+    loop = _loop_scores(pcm, sum(duration for _, _, duration, _ in entries))
     out_words: list[Word] = []
     out_phones: list[Phone] = []
-    for entry in result:
-        name = re.sub(r"\(\d+\)$", "", entry.name)
+    for raw_name, w_start, w_duration, phones in entries:
+        name = re.sub(r"\(\d+\)$", "", raw_name)
         if name in {"<s>", "</s>", "<sil>", "[NOISE]", "<noise>"}:
             continue
-        start, end = _frames_to_seconds(entry.start, entry.duration, offset, audio.duration)
+        start, end = _frames_to_seconds(w_start, w_duration, offset, audio.duration)
         own, source = pronunciations.get(name, ([], "cmudict"))
         out_words.append(Word(text=name, start=start, end=end, pronunciation=source))
-        aligned = [(p.name, *_frames_to_seconds(p.start, p.duration, offset, audio.duration)) for p in entry]
+        aligned = [(p, *_frames_to_seconds(first, n, offset, audio.duration)) for p, first, n, _ in phones]
         stresses = _stress_for(name, [n for n, _, _ in aligned], own)
-        for (phone, p_start, p_end), stress in zip(aligned, stresses):
+        fits = [  # acoustic score per frame, relative to the free phone loop's over the same frames
+            None if loop is None or n <= 0 else round((score - float(loop[first : first + n].sum())) / n, 2)
+            for _, first, n, score in phones
+        ]
+        for (phone, p_start, p_end), stress, fit in zip(aligned, stresses, fits):
             out_phones.append(
                 Phone(
                     phone=phone,
@@ -309,6 +380,7 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
                     word=name,
                     word_index=len(out_words) - 1,
                     label=phone,
+                    fit=fit,
                 )
             )
     notes = []
@@ -343,14 +415,35 @@ def speech_span(audio: Audio, *, floor_db: float = -35.0, margin: float = 0.15) 
     padded with 0.5-1.2 s of noise at -50 and -60 dB), and on RAVDESS every clip keeps all its vowels.
     """
     hop = audio.sample_rate // 100
-    n = len(audio.samples) // hop
-    if n < 3:
+    level = _frame_levels(audio)
+    if len(level) < 3:
         return 0, len(audio.samples)
-    frames = audio.samples[: n * hop].reshape(n, hop).astype(np.float64)
-    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     loud = np.flatnonzero(level >= np.percentile(level, 99) + floor_db)
     pad = int(margin * audio.sample_rate)
     return max(int(loud[0]) * hop - pad, 0), min((int(loud[-1]) + 1) * hop + pad, len(audio.samples))
+
+
+def _frame_levels(audio: Audio) -> np.ndarray:
+    """Level of each 10 ms frame, dB re full scale (a full-scale square wave is 0 dBFS)."""
+    hop = audio.sample_rate // 100
+    n = len(audio.samples) // hop
+    frames = audio.samples[: n * hop].reshape(n, hop).astype(np.float64)
+    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+
+
+def speech_level(audio: Audio) -> float:
+    """Level of the loudest speech, dBFS: the 99th percentile of the 10 ms frame levels.
+
+    RAVDESS clips lie between -55 and -6 dBFS; below :data:`QUIET_DBFS` (-60) :func:`align` adds a note
+    and gives the aligner a louder copy.
+
+    >>> import numpy as np
+    >>> tone = Audio(0.1 * np.sin(np.arange(16000) / 3).astype(np.float32), 16000)
+    >>> round(speech_level(tone))
+    -23
+    """
+    level = _frame_levels(audio)
+    return float(np.percentile(level, 99)) if len(level) else float("-inf")
 
 
 def _stress_for(word: str, aligned: list[str], own: list[str]) -> list[int | None]:
@@ -366,6 +459,83 @@ def _stress_for(word: str, aligned: list[str], own: list[str]) -> list[int | Non
             it = iter(stresses)
             return [next(it) if is_vowel(p) else None for p in aligned]
     return [None] * len(aligned)
+
+
+# -- plausibility --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlignmentCheck:
+    """How plausible a pocketsphinx alignment is (:func:`check_alignment`).
+
+    Attributes:
+        verdict: ``"plausible"``, ``"doubtful"`` (a few phones fit badly: kept, with a note) or
+            ``"implausible"`` (the words as a whole fit badly: :func:`align` falls back or raises).
+        word_fit: Mean fit of the words' frames (see :attr:`~emollm.prosody.alignment.Phone.fit`);
+            NaN when the phones carry no fit.
+        worst_phone_fit: Mean fit of the :data:`WORST_PHONES` worst-fitting phones; NaN likewise.
+        worst_words: The words those phones belong to, in time order.
+        vowels_at_minimum: Share of vowels at pocketsphinx's shortest phone (3 frames, 30 ms): squeezed
+            vowels. Reported, not used by the verdict (it separates wrong transcripts less well).
+        reason: Why, in words (empty when plausible).
+    """
+
+    verdict: str
+    word_fit: float
+    worst_phone_fit: float
+    worst_words: list[str] = field(default_factory=list)
+    vowels_at_minimum: float = float("nan")
+    reason: str = ""
+
+
+def check_alignment(alignment: Alignment) -> AlignmentCheck:
+    """Is this pocketsphinx alignment plausible, or is the transcript probably not what was said?
+
+    Every phone of a pocketsphinx alignment carries its ``fit``: its acoustic score per frame minus that of
+    free phone recognition over the same frames. A wrong transcript is forced onto speech it does not fit,
+    so its phones score far below what the phone loop finds. Two rules, with thresholds chosen on the
+    RAVDESS training actors (benchmarks/alignment_plausibility.py; docs/prosody.md gives the rates):
+
+    * ``implausible``: the words' mean fit is below :data:`IMPLAUSIBLE_WORD_FIT` (-30): most of the
+      transcript does not match (an unrelated sentence);
+    * ``doubtful``: the mean fit of the :data:`WORST_PHONES` worst phones is below
+      :data:`DOUBTFUL_PHONE_FIT` (-85): some words do not match (a similar sentence, a misheard word, or
+      a pronunciation far from the dictionary's);
+    * ``plausible`` otherwise, and for alignments without fits (TextGrids, nuclei).
+
+    >>> from emollm.prosody.synth import synthesize
+    >>> audio, _ = synthesize("Kids are talking by the door")
+    >>> check_alignment(align_transcript(audio, "Kids are talking by the door")).verdict
+    'plausible'
+    >>> check_alignment(align_transcript(audio, "My money is gone")).verdict
+    'implausible'
+    """
+    phones = [p for p in alignment.phones if p.fit is not None and p.duration > 0]
+    vowels = [p for p in alignment.phones if p.is_vowel and p.fit is not None]
+    at_minimum = float(np.mean([v.duration <= 3 * FRAME + 1e-6 for v in vowels])) if vowels else float("nan")
+    if not phones:
+        return AlignmentCheck("plausible", float("nan"), float("nan"), vowels_at_minimum=at_minimum)
+    durations = np.array([p.duration for p in phones])
+    fits = np.array([p.fit for p in phones])
+    word_fit = float(np.sum(fits * durations) / np.sum(durations))
+    worst = sorted(np.argsort(fits, kind="stable")[:WORST_PHONES])
+    worst_fit = float(np.mean(fits[worst]))
+    worst_words = list(dict.fromkeys(phones[i].word for i in worst if phones[i].word))
+    check = AlignmentCheck("plausible", word_fit, worst_fit, worst_words, at_minimum)
+    if word_fit < IMPLAUSIBLE_WORD_FIT:
+        check.verdict = "implausible"
+        check.reason = (
+            f"the words fit the speech {-word_fit:.0f} units per frame worse than free phone recognition, "
+            f"more than {-IMPLAUSIBLE_WORD_FIT:.0f}: the transcript is probably not what is said"
+        )
+    elif worst_fit < DOUBTFUL_PHONE_FIT:
+        check.verdict = "doubtful"
+        words = ", ".join(repr(w) for w in worst_words)
+        check.reason = (
+            f"phones of {words} fit the speech {-worst_fit:.0f} units per frame worse than free phone "
+            f"recognition, more than {-DOUBTFUL_PHONE_FIT:.0f}: those words may not be what is said"
+        )
+    return check
 
 
 # -- entry point ---------------------------------------------------------------------------------------------
@@ -390,16 +560,19 @@ def align(
         textgrid: A TextGrid path or parselmouth ``TextGrid`` with word and phone tiers (trusted).
         word_tier: Name of the TextGrid's word tier, when it is not called ``words``/``word``.
         phone_tier: Name of the TextGrid's phone tier, when it is not called ``phones``/``phone``.
-        on_failure: What to do when forced alignment fails: ``"nuclei"`` (fall back to syllable nuclei and
-            say so in ``notes``) or ``"raise"``.
+        on_failure: What to do when forced alignment fails, or finds an alignment that
+            :func:`check_alignment` calls implausible: ``"nuclei"`` (fall back to syllable nuclei and say
+            so in ``notes``) or ``"raise"``. A doubtful alignment is kept either way, with a note.
         sample_rate: Sample rate of an array ``audio``, Hz.
 
     Returns:
-        The :class:`~emollm.prosody.alignment.Alignment`; ``method`` says which way was used.
+        The :class:`~emollm.prosody.alignment.Alignment`; ``method`` says which way was used, ``notes``
+        what was doubtful or degraded (a fallback, a doubtful alignment, very quiet audio).
 
     Raises:
         AlignmentError: an empty transcript (an empty string is a mistake; pass None for no transcript),
-            a TextGrid that does not match the audio, or a failed alignment with ``on_failure="raise"``.
+            a TextGrid that does not match the audio, or a failed or implausible alignment with
+            ``on_failure="raise"``.
         AudioError: ``audio`` is not an :class:`~emollm.audio.Audio` and cannot be loaded.
 
     >>> from emollm.prosody.synth import synthesize
@@ -413,31 +586,60 @@ def align(
     if not isinstance(audio, Audio):  # an Audio was loaded and validated already: not a second time
         audio = load_audio(audio, sample_rate)
     if textgrid is not None:
-        return alignment_from_textgrid(
+        grid = alignment_from_textgrid(
             textgrid, duration=audio.duration, word_tier=word_tier, phone_tier=phone_tier
         )
+        return _with_level_note(grid, audio)
     if transcript is None:
         nuclei = detect_nuclei(audio)
         nuclei.notes.insert(0, "no transcript")
-        return nuclei
+        return _with_level_note(nuclei, audio)
     if not transcript.strip():
         raise AlignmentError(
             "the transcript is empty; pass transcript=None (no transcript) to find syllable nuclei instead"
         )
     try:
-        return align_transcript(audio, transcript)
+        alignment = align_transcript(audio, transcript)
     except AlignmentError as exc:
         if on_failure == "raise":
             raise
         words, skipped = tokenize(transcript)
-        fallback = detect_nuclei(audio)
-        fallback.transcript = transcript
         if words:
-            fallback.notes.insert(0, f"forced alignment failed ({exc}); fell back to syllable nuclei")
+            note = f"forced alignment failed ({exc}); fell back to syllable nuclei"
         else:  # another script: the aligner's dictionary and acoustic model are English
-            fallback.notes.insert(
-                0,
+            note = (
                 f"the transcript has no English words to align ({', '.join(skipped[:5])}); fell back to "
-                f"syllable nuclei",
+                f"syllable nuclei"
             )
-        return fallback
+        return _with_level_note(_nuclei_instead(audio, transcript, note), audio)
+    check = check_alignment(alignment)
+    if check.verdict == "implausible":
+        if on_failure == "raise":
+            raise AlignmentError(
+                f"the alignment of {transcript!r} looks implausible ({check.reason}); check the transcript, "
+                f"or pass on_failure='nuclei' to fall back to syllable nuclei"
+            )
+        note = f"the alignment looks implausible ({check.reason}); fell back to syllable nuclei"
+        return _with_level_note(_nuclei_instead(audio, transcript, note), audio)
+    if check.verdict == "doubtful":
+        alignment.notes.append(f"the alignment may be wrong in places ({check.reason})")
+    return _with_level_note(alignment, audio)
+
+
+def _nuclei_instead(audio: Audio, transcript: str, note: str) -> Alignment:
+    fallback = detect_nuclei(audio)
+    fallback.transcript = transcript
+    fallback.notes.insert(0, note)
+    return fallback
+
+
+def _with_level_note(alignment: Alignment, audio: Audio) -> Alignment:
+    """Add a note when the speech is very quiet (below :data:`QUIET_DBFS`)."""
+    level = speech_level(audio)
+    if level < QUIET_DBFS:
+        aligner = "; pocketsphinx aligned a louder copy" if alignment.method == "pocketsphinx" else ""
+        alignment.notes.append(
+            f"the audio is very quiet (its loudest speech is at {level:.0f} dBFS, below {QUIET_DBFS:.0f}): "
+            f"check the recording level; intensities are as recorded{aligner}"
+        )
+    return alignment

@@ -40,6 +40,10 @@ class Phone:
         word: The word the phone belongs to, as written in the transcript (None for nuclei).
         word_index: Index of that word in ``Alignment.words``.
         label: The label as the aligner or TextGrid wrote it.
+        fit: pocketsphinx only: how well the phone's frames fit it, as its acoustic score per 10 ms frame
+            minus that of a free phone loop over the same frames (pocketsphinx's log units; 0 or above: no
+            phone sequence fits better; a wrong word's phones reach -100 and below). None for TextGrid
+            phones and nuclei. :func:`emollm.prosody.align.check_alignment` reads it.
     """
 
     phone: str
@@ -49,6 +53,7 @@ class Phone:
     word: str | None = None
     word_index: int | None = None
     label: str = ""
+    fit: float | None = None
 
     @property
     def duration(self) -> float:

@@ -31,7 +31,8 @@ from emollm.prosody.features import ProsodyFeatures
 from emollm.prosody.measure import MeasureConfig, measure
 
 # Bump when a change to alignment or measurement changes results: old cache entries are then ignored.
-PIPELINE_VERSION = 3
+# 4: implausible forced alignments fall back to syllable nuclei; phones carry their fit.
+PIPELINE_VERSION = 4
 
 
 def extract_prosody(
@@ -55,14 +56,16 @@ def extract_prosody(
         gender: ``"male"`` / ``"female"``: pitch range presets; overrides ``config.gender``.
         config: Measurement settings (pitch floor/ceiling, pause threshold).
         sample_rate: Sample rate when ``audio`` is an array.
-        on_failure: ``"nuclei"`` (fall back to syllable nuclei when forced alignment fails) or ``"raise"``.
+        on_failure: ``"nuclei"`` (fall back to syllable nuclei when forced alignment fails or looks
+            implausible, see :func:`~emollm.prosody.align.check_alignment`) or ``"raise"``.
 
     Returns:
         :class:`~emollm.prosody.measure.ProsodyFeatures`; ``features.alignment.method`` and
         ``features.notes`` say how the vowels were found and what was degraded.
 
     Raises:
-        AudioError: unusable audio. AlignmentError: empty transcript, TextGrid that does not fit.
+        AudioError: unusable audio (a truncated WAV included). AlignmentError: empty transcript, TextGrid
+            that does not fit, failed or implausible alignment with ``on_failure="raise"``.
     """
     audio = load_audio(audio, sample_rate)
     config = config or MeasureConfig()
