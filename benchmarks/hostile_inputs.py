@@ -491,16 +491,14 @@ def manifest_cases(w: World) -> list[Case]:
         "manifest-missing-audio-files",
         "m.jsonl",
         jsonl(missing),
-        "graceful",
-        evaluated("out", 3, warned="gone0.wav"),
+        "clear error",  # refused before evaluating (emollm.inputs.check_audio_files), naming the files
         extra=acoustic,
     )
     case(
         "manifest-audio-path-is-a-folder",
         "m.jsonl",
         jsonl([folder]),
-        "graceful",
-        evaluated("out", 1, warned="is a folder"),
+        "clear error",
         extra=acoustic,
     )
     case("manifest-empty-file", "m.csv", "", "clear error")
