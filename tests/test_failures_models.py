@@ -215,3 +215,17 @@ def test_a_checkpoint_without_its_lora_files_is_refused_before_anything_loads(tm
     with pytest.raises(ModelError, match=r"lacks adapter_model.safetensors, its LoRA weights"):
         load_checkpoint(folder)
     assert loads == []  # neither the base model nor PEFT (which would try the hub) was reached
+
+
+def test_torch_threads_are_capped_at_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(base.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert base.available_cpus() == 1 and base.limit_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice wins
+        torch.set_num_threads(4)
+        assert base.limit_threads() == 4
+    finally:
+        torch.set_num_threads(before)

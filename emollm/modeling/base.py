@@ -375,6 +375,35 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup v2 CPU quota (containers).
+
+    >>> available_cpus() >= 1
+    True
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def limit_threads() -> int:
+    """Cap torch's intra-op threads at :func:`available_cpus`, unless ``OMP_NUM_THREADS`` chose already.
+
+    Torch sizes its pool from the machine's cores; in a container with a CPU quota, or beside another busy
+    process, more threads than CPUs made generation up to 16x slower here. Returns the thread count in use.
+    """
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS") and torch.get_num_threads() > available_cpus():
+        torch.set_num_threads(available_cpus())
+    return torch.get_num_threads()
+
+
 def load_base_model(
     name_or_path: str = DEFAULT_MODEL, *, dtype=None, device: str | None = None, quantization_config=None
 ):
@@ -402,6 +431,7 @@ def load_base_model(
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    limit_threads()  # no more threads than CPUs this process may use (affinity, cgroup quota)
     source = resolve_model(name_or_path)
     folder = Path(source)
     local = folder.is_dir()
