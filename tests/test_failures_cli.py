@@ -264,7 +264,9 @@ def test_lora_values_peft_would_reject_late_are_refused_at_parse_time(capsys):
     assert "lora_r is -4; it must be >= 1" in err and "lora_dropout is 1.5" in err
 
 
-def test_garbage_lora_weights_are_a_model_error(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+def test_garbage_lora_weights_are_a_model_error(tmp_path, monkeypatch, tiny_tokenizer):
+    from conftest import build_tiny_llama
+
     from emollm.errors import ModelError
     from emollm.modeling import base
     from emollm.modeling.checkpoint import CONFIG_NAME
@@ -283,7 +285,8 @@ def test_garbage_lora_weights_are_a_model_error(tmp_path, monkeypatch, tiny_mode
     }
     (folder / "adapter_config.json").write_text(json.dumps(lora))
     (folder / "adapter_model.safetensors").write_bytes(b"\0" * 64)
-    monkeypatch.setattr(base, "load_base_model", lambda *a, **k: (tiny_model, tiny_tokenizer))
+    fresh = build_tiny_llama(len(tiny_tokenizer))  # PEFT changes the model it wraps before it fails
+    monkeypatch.setattr(base, "load_base_model", lambda *a, **k: (fresh, tiny_tokenizer))
     with pytest.raises(ModelError, match=r"LoRA weights in .* cannot be loaded .*damaged"):
         load_checkpoint(folder)
 
