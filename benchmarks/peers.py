@@ -289,6 +289,27 @@ def recipe_overrides(args, output_dir: str) -> list[str]:
     return out
 
 
+def sft_row(run: dict, settings: dict) -> dict:
+    """A results row from :func:`run_recipe`'s record: the recipe's metrics, timings and where it wrote."""
+    m = run["metrics"]["metrics"]
+    return {
+        "n": m["n"],
+        "wa": m["wa"],
+        "ua": m["ua"],
+        "weighted_f1": m["weighted_f1"],
+        "macro_f1": m["macro_f1"],
+        "seconds": round(run["total_s"], 1),
+        "settings": settings,
+        "train_s_this_run": run.get("train_s"),
+        "eval_s_this_run": run.get("eval_s"),
+        "steps": run.get("steps"),
+        "train_examples": run.get("train_examples"),
+        "output_dir": run["output_dir"],
+        "eval_baselines": run["metrics"]["baselines"],
+        "metrics": m,
+    }
+
+
 def run_recipe(config: str | Path, overrides: Sequence[str]) -> dict:
     """Run ``emollm sft --config config *overrides`` in this process; its results and timings.
 

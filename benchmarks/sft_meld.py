@@ -39,7 +39,16 @@ import sys
 import time
 from pathlib import Path
 
-from peers import REPO, Results, baseline_rows, metrics_row, recipe_overrides, run_recipe, tfidf_peer
+from peers import (
+    REPO,
+    Results,
+    baseline_rows,
+    metrics_row,
+    recipe_overrides,
+    run_recipe,
+    sft_row,
+    tfidf_peer,
+)
 
 LABELS = "meld7"
 CONTEXT_TURNS = 2
@@ -128,26 +137,7 @@ def main() -> None:
             continue
         print(f"{name}: emollm sft --config {settings['config']} {' '.join(overrides)}", file=sys.stderr)
         run = run_recipe(config, overrides)
-        m = run["metrics"]["metrics"]
-        results.add(
-            name,
-            {
-                "n": m["n"],
-                "wa": m["wa"],
-                "ua": m["ua"],
-                "weighted_f1": m["weighted_f1"],
-                "macro_f1": m["macro_f1"],
-                "seconds": round(run["total_s"], 1),
-                "settings": settings,
-                "train_s_this_run": run.get("train_s"),
-                "eval_s_this_run": run.get("eval_s"),
-                "steps": run.get("steps"),
-                "train_examples": run.get("train_examples"),
-                "output_dir": run["output_dir"],
-                "eval_baselines": run["metrics"]["baselines"],
-                "metrics": m,
-            },
-        )
+        results.add(name, sft_row(run, settings))
 
     peer_rows = {name: results.rows[name] for name in PEERS if name in results.rows}
     best_peer = max(peer_rows, key=lambda n: peer_rows[n]["cv_best_weighted_f1"]) if peer_rows else None

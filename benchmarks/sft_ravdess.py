@@ -44,7 +44,16 @@ import sys
 import time
 from pathlib import Path
 
-from peers import REPO, Results, baseline_rows, egemaps_peer, metrics_row, recipe_overrides, run_recipe
+from peers import (
+    REPO,
+    Results,
+    baseline_rows,
+    egemaps_peer,
+    metrics_row,
+    recipe_overrides,
+    run_recipe,
+    sft_row,
+)
 
 ROUTES = {
     "text": "(a) SFT, prosody as text",
@@ -157,26 +166,7 @@ def main() -> None:
             continue
         print(f"{title}: recipes/sft.py --config {settings['config']} {' '.join(overrides)}", file=sys.stderr)
         run = run_recipe(config, overrides)
-        m = run["metrics"]["metrics"]
-        results.add(
-            title,
-            {
-                "n": m["n"],
-                "wa": m["wa"],
-                "ua": m["ua"],
-                "weighted_f1": m["weighted_f1"],
-                "macro_f1": m["macro_f1"],
-                "seconds": round(run["total_s"], 1),
-                "settings": settings,
-                "train_s_this_run": run.get("train_s"),
-                "eval_s_this_run": run.get("eval_s"),
-                "steps": run.get("steps"),
-                "train_examples": run.get("train_examples"),
-                "output_dir": run["output_dir"],
-                "eval_baselines": run["metrics"]["baselines"],
-                "metrics": m,
-            },
-        )
+        results.add(title, sft_row(run, settings))
 
     # Baselines on the dev clips each row was scored on (all 240 unless --eval-limit)
     eval_n = next((r["n"] for name, r in results.rows.items() if name != PEER), len(dev))
