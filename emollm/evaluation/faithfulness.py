@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emollm.data import corpus_problem
 from emollm.errors import ConfigError, DataError, check_config
+from emollm.evaluation.harness import run_problems
 from emollm.evaluation.runs import (
     append_predictions,
     hold_run_folder,
@@ -50,7 +50,7 @@ from emollm.evaluation.runs import (
     read_predictions,
     start_run,
 )
-from emollm.inputs import NORMALIZERS, describe_utterances, encode_utterances, frames_of, select_utterances
+from emollm.inputs import describe_utterances, encode_utterances, frames_of, select_utterances
 from emollm.io import write_text_atomic
 from emollm.labels import parse_label_option
 from emollm.modeling.base import DEFAULT_MODEL
@@ -208,21 +208,7 @@ class FaithfulnessConfig:
     def __post_init__(self):
         if self.model == "default":
             self.model = DEFAULT_MODEL
-        problems = [corpus_problem("data", self.data)]
-        for name, low in (
-            ("context", 0),
-            ("limit", 1),
-            ("batch_size", 1),
-            ("workers", 1),
-            ("max_new_tokens", 1),
-        ):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                problems.append(f"{name} is {value}; it must be >= {low}")
-        if self.normalizer not in NORMALIZERS and not Path(self.normalizer).is_file():
-            problems.append(
-                f"normalizer is {self.normalizer!r}; accepted: speaker, none or the path of a normaliser JSON"
-            )
+        problems = run_problems(self)
         if self.device is not None:
             from emollm.api import device_problem
 

@@ -190,23 +190,7 @@ class EvalConfig:
     )
 
     def __post_init__(self):
-        problems = [p for p in [corpus_problem("data", self.data)] if p]
-        for name, low in (
-            ("context", 0),
-            ("limit", 1),
-            ("batch_size", 1),
-            ("workers", 1),
-            ("max_new_tokens", 1),
-        ):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                problems.append(f"{name} is {value}; it must be >= {low}")
-        if not isinstance(self.normalizer, str) or (
-            self.normalizer not in NORMALIZERS and not Path(self.normalizer).is_file()
-        ):
-            problems.append(
-                f"normalizer is {self.normalizer!r}; accepted: speaker, none or the path of a normaliser JSON"
-            )
+        problems = run_problems(self)
         if self.save_temperature and (self.mode != "score" or not _is_checkpoint(self.model)):
             problems.append(
                 f"save_temperature needs mode score and a checkpoint folder as model, got mode {self.mode!r} "
@@ -270,6 +254,26 @@ class EvalResult:
     output_dir: Path
     predicted: int
     summary: dict
+
+
+def run_problems(config) -> list[str]:
+    """The checks every run over a corpus shares (``evaluate``, ``faithfulness``).
+
+    The corpus option; the bounds of ``context``, ``limit``, ``batch_size``, ``workers`` and
+    ``max_new_tokens``; and the normaliser.
+    """
+    problems = [p for p in [corpus_problem("data", config.data)] if p]
+    for name, low in (("context", 0), ("limit", 1), ("batch_size", 1), ("workers", 1), ("max_new_tokens", 1)):
+        value = getattr(config, name)
+        if value is not None and value < low:
+            problems.append(f"{name} is {value}; it must be >= {low}")
+    if not isinstance(config.normalizer, str) or (
+        config.normalizer not in NORMALIZERS and not Path(config.normalizer).is_file()
+    ):
+        problems.append(
+            f"normalizer is {config.normalizer!r}; accepted: speaker, none or the path of a normaliser JSON"
+        )
+    return problems
 
 
 def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: bool = True) -> EvalResult:
