@@ -176,6 +176,24 @@ def tiny_model(tiny_tokenizer):
 
 
 @pytest.fixture
+def fake_gguf(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+    """Stand the tiny model in for the built-in model's GGUF conversion; count how often it runs."""
+    from emollm.modeling import base
+
+    gguf = tmp_path / "fake.gguf"
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def load(path):
+        calls.append(path)
+        return tiny_model, tiny_tokenizer
+
+    monkeypatch.setattr(base, "find_builtin_gguf", lambda name: gguf)
+    monkeypatch.setattr(base, "_load_gguf", load)
+    return calls
+
+
+@pytest.fixture
 def emollm_cache(tmp_path, monkeypatch):
     """An empty emollm cache for one test."""
     monkeypatch.setenv("EMOLLM_CACHE", str(tmp_path / "cache"))

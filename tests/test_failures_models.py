@@ -22,22 +22,6 @@ REBUILD = f"emollm models --convert {DEFAULT} --force"
 
 
 @pytest.fixture
-def fake_gguf(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
-    """Stand the tiny model in for the GGUF conversion; count how often it runs."""
-    gguf = tmp_path / "fake.gguf"
-    gguf.write_bytes(b"GGUF")
-    calls = []
-
-    def load(path):
-        calls.append(path)
-        return tiny_model, tiny_tokenizer
-
-    monkeypatch.setattr(base, "find_builtin_gguf", lambda name: gguf)
-    monkeypatch.setattr(base, "_load_gguf", load)
-    return calls
-
-
-@pytest.fixture
 def cached(emollm_cache, fake_gguf):
     """The built-in model's cache entry, converted (from the tiny model) into the test's cache."""
     return base.convert_builtin(DEFAULT)

@@ -21,22 +21,6 @@ def same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.fixture
-def fake_gguf(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
-    """Stand the tiny model in for the GGUF conversion; count how often it runs."""
-    gguf = tmp_path / "fake.gguf"
-    gguf.write_bytes(b"GGUF")
-    calls = []
-
-    def load(path):
-        calls.append(path)
-        return tiny_model, tiny_tokenizer
-
-    monkeypatch.setattr(base, "find_builtin_gguf", lambda name: gguf)
-    monkeypatch.setattr(base, "_load_gguf", load)
-    return calls
-
-
 def test_cache_round_trip_gives_identical_weights(emollm_cache, tiny_model, tiny_tokenizer):
     target = save_to_cache(tiny_model, tiny_tokenizer, emollm_cache / "models" / "tiny", {"source": "test"})
     assert json.loads((target / CACHE_MARKER).read_text())["source"] == "test"
