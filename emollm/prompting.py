@@ -1,8 +1,10 @@
 """Prompt templates: files in ``prompts/`` rendered by one function with the model's chat template.
 
 A template is a Jinja file that renders the *user message*; :func:`render_prompt` wraps it in the
-tokenizer's chat template with the generation prompt appended. Strategies are the template names shipped in
-``prompts/``; a path to any ``.jinja`` file works too:
+tokenizer's chat template with the generation prompt appended (:func:`apply_chat`, which handles the template
+shapes model families ship: a system role refused, a default system prompt, no generation prompt, a BOS
+written by the template; a rendered prompt is tokenised by :func:`prompt_token_ids`, which adds no second
+BOS). Strategies are the template names shipped in ``prompts/``; a path to any ``.jinja`` file works too:
 
 ============  ==============================================================================================
 ``minimal``   the label only
@@ -374,7 +376,88 @@ def render_prompt(
     suffix = answer_prefix(message) if for_scoring else ""
     if not getattr(tokenizer, "chat_template", None):
         return message + "\n" + suffix
-    messages = [{"role": "user", "content": message}]
+    return apply_chat(tokenizer, message, system=system) + suffix
+
+
+def apply_chat(tokenizer, user: str, *, system: str | None = SYSTEM_PROMPT) -> str:
+    r"""Wrap a user message (and a system message) in ``tokenizer``'s chat template, ready for the reply.
+
+    Model families ship templates of several shapes; each is rendered so that the model's reply starts right
+    after the returned text:
+
+    - a system role accepted (ChatML, Llama 3, Qwen 2.5, Phi-3, SmolLM2): a system turn, then the user turn;
+    - a system role refused (Gemma raises ``System role not supported``; Mistral's ``[INST]`` template
+      raises unless roles alternate user/assistant) or silently dropped (the first Phi-3 template): the
+      system text is folded into the user turn, ``system + "\n\n" + user``, as Gemma 3's own template
+      does;
+    - a default system prompt of its own (Qwen 2.5, SmolLM2 insert one when given none): ours replaces it;
+      with ``system=None`` the template's default stays;
+    - no generation prompt (Mistral's ``[INST] ... [/INST]``): the user turn already ends where the reply
+      starts, so the text is the same with or without ``add_generation_prompt``;
+    - a BOS token written by the template (Llama 3, Gemma, Mistral): tokenise the text with
+      :func:`prompt_token_ids`, which adds no second one.
+
+    Args:
+        tokenizer: A tokenizer with a chat template.
+        user: The user message.
+        system: The system message; None for none (the template's default, if it has one).
+
+    Raises:
+        ConfigError: the template fails even on a single user turn.
+
+    >>> from types import SimpleNamespace
+    >>> def no_system(messages, **kwargs):  # a template that refuses a system role, as Gemma's does
+    ...     if messages[0]["role"] == "system":
+    ...         raise ValueError("System role not supported")
+    ...     return "<user>" + messages[0]["content"] + "</user><model>"
+    >>> apply_chat(SimpleNamespace(apply_chat_template=no_system), "Hi.", system="Be brief.")
+    '<user>Be brief.\n\nHi.</user><model>'
+    """
+
+    def render(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     if system:
-        messages.insert(0, {"role": "system", "content": system})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + suffix
+        try:
+            text = render([{"role": "system", "content": system}, {"role": "user", "content": user}])
+        except Exception:  # any refusal of the template's own logic means: fold it
+            text = None
+        if text is not None and system.strip() in text:
+            return text
+        user = system + "\n\n" + user  # refused, or silently dropped
+    try:
+        return render([{"role": "user", "content": user}])
+    except Exception as exc:  # a template's error, not ours: say which
+        raise ConfigError(
+            f"the tokenizer's chat template cannot render a single user turn: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def prompt_adds_special_tokens(tokenizer, text: str) -> bool:
+    """Whether tokenising the rendered prompt ``text`` should let ``tokenizer`` add its special tokens (BOS).
+
+    No when the tokenizer has a chat template: the template writes the special tokens its family expects
+    (one BOS for Llama 3, Gemma, Mistral; none for Qwen, SmolLM2), as ``apply_chat_template(tokenize=True)``
+    and TRL's trainers do, so a tokenizer that adds BOS itself would add a second. No either when ``text``
+    already starts with the BOS token. Yes otherwise (a plain prompt for a model without a chat template).
+
+    >>> from types import SimpleNamespace
+    >>> plain = SimpleNamespace(chat_template=None, bos_token="<s>")
+    >>> prompt_adds_special_tokens(plain, "Hi"), prompt_adds_special_tokens(plain, "<s>Hi")
+    (True, False)
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return False
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and text.startswith(bos))
+
+
+def prompt_token_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a rendered prompt, BOS as its model expects (:func:`prompt_adds_special_tokens`).
+
+    >>> tok = lambda s, add_special_tokens: {"input_ids": ["<s>"] * add_special_tokens + s.split()}
+    >>> tok.chat_template, tok.bos_token = None, "<s>"
+    >>> prompt_token_ids(tok, "a b"), prompt_token_ids(tok, "<s> a b")
+    (['<s>', 'a', 'b'], ['<s>', 'a', 'b'])
+    """
+    return list(tokenizer(text, add_special_tokens=prompt_adds_special_tokens(tokenizer, text))["input_ids"])

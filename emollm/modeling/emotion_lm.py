@@ -33,7 +33,8 @@ from emollm.modeling.adapters import (
 from emollm.modeling.base import DEFAULT_MODEL, load_base_model, prepare_tokenizer
 from emollm.modeling.checkpoint import is_checkpoint, load_projector_weights, read_checkpoint_config
 from emollm.modeling.injection import PLACEHOLDERS, PSEUDO_TOKEN_ID, tokenize_with_placeholders
-from emollm.modeling.lm import _encode_prompt, generate, score_labels
+from emollm.modeling.lm import generate, score_labels
+from emollm.prompting import prompt_adds_special_tokens, prompt_token_ids
 
 __all__ = ["EmotionLM", "load_checkpoint"]
 
@@ -220,9 +221,13 @@ class EmotionLM:
 
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt with placeholders expanded to K pseudo-token slots."""
-        add_special = not getattr(self.tokenizer, "chat_template", None)
         return [
-            tokenize_with_placeholders(self.tokenizer, p, self.num_tokens, add_special_tokens=add_special)
+            tokenize_with_placeholders(
+                self.tokenizer,
+                p,
+                self.num_tokens,
+                add_special_tokens=prompt_adds_special_tokens(self.tokenizer, p),
+            )
             for p in prompts
         ]
 
@@ -345,7 +350,7 @@ class EmotionLM:
         """Number of tokens of ``prompt`` as the model sees it (placeholders count K each)."""
         if self.adapter_keys:
             return len(self.tokenize([prompt])[0])
-        return len(_encode_prompt(self.tokenizer, prompt))
+        return len(prompt_token_ids(self.tokenizer, prompt))
 
 
 def load_checkpoint(

@@ -28,6 +28,7 @@ import torch
 from emollm.errors import ConfigError
 from emollm.labels import LabelSet, get_label_set
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, embed_with_pseudo_tokens
+from emollm.prompting import prompt_token_ids
 
 MIN_SHARED_PREFIX = 4
 """Shortest common prefix (in tokens) worth a pass of its own."""
@@ -36,16 +37,10 @@ Prompt = str | Sequence[int]
 """A prompt: text (tokenised here) or token ids (used as given, may hold pseudo-token slots)."""
 
 
-def _encode_prompt(tokenizer, prompt: str) -> list[int]:
-    # A chat-formatted prompt already carries its special tokens; a plain one gets BOS etc. added.
-    add_special = not getattr(tokenizer, "chat_template", None)
-    return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-
-
 def _prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
-    """Token ids of a prompt: strings are encoded, id sequences are taken as given."""
+    """Token ids of a prompt: strings are encoded (BOS as the model expects), id sequences taken as given."""
     if isinstance(prompt, str):
-        return list(_encode_prompt(tokenizer, prompt))
+        return prompt_token_ids(tokenizer, prompt)
     return [int(token) for token in prompt]
 
 

@@ -30,6 +30,7 @@ import torch
 
 from emollm.errors import ConfigError
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
+from emollm.prompting import prompt_adds_special_tokens
 
 IGNORE_INDEX = -100
 
@@ -45,7 +46,9 @@ class MultimodalCollator:
         max_length: Longest sequence allowed; a longer completion is cut at the end (:meth:`check` lists
             which, before training), a prompt that does not fit raises (raise ``max_length`` or show fewer
             context turns).
-        add_special_tokens: Tokenizer special tokens for the prompt (False for chat-formatted prompts).
+        add_special_tokens: Tokenizer special tokens (BOS) for the prompt; None (default) decides per prompt
+            as at inference (:func:`emollm.prompting.prompt_adds_special_tokens`: none for a chat-formatted
+            prompt, whose template wrote them).
         loss_weights: label -> weight (:func:`emollm.training.sft.class_weights`); when given, every
             example needs a ``label`` and the batch carries ``loss_weights`` ``(B,)``.
         frame_keys: The adapter keys whose ``<key>_frames`` each example carries (``EmotionLM.adapter_keys``);
@@ -55,14 +58,17 @@ class MultimodalCollator:
     tokenizer: object
     num_tokens: Mapping[str, int] = field(default_factory=dict)
     max_length: int | None = 1024
-    add_special_tokens: bool = False
+    add_special_tokens: bool | None = None
     loss_weights: Mapping[str, float] | None = None
     frame_keys: Sequence[str] | None = None
 
     def _tokens(self, example: Mapping) -> tuple[list[int], list[int]]:
         """The prompt's ids (slots expanded) and the completion's ids + EOS, uncut."""
+        special = self.add_special_tokens
+        if special is None:
+            special = prompt_adds_special_tokens(self.tokenizer, example["prompt"])
         prompt = tokenize_with_placeholders(
-            self.tokenizer, example["prompt"], self.num_tokens, add_special_tokens=self.add_special_tokens
+            self.tokenizer, example["prompt"], self.num_tokens, add_special_tokens=special
         )
         completion = list(self.tokenizer(example["completion"], add_special_tokens=False)["input_ids"])
         completion.append(self.tokenizer.eos_token_id)

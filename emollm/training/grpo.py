@@ -33,6 +33,7 @@ from emollm.modeling.adapters import unwrap_model as unwrap
 from emollm.modeling.encoders import pad_frames
 from emollm.modeling.injection import PSEUDO_TOKEN_ID, tokenize_with_placeholders
 from emollm.parsing import parse_completion
+from emollm.prompting import prompt_adds_special_tokens
 from emollm.training.optim import ProjectorLearningRateMixin
 from emollm.training.resume import EmollmCheckpointMixin
 from emollm.training.rewards import completion_text
@@ -152,9 +153,13 @@ class EmotionGRPOTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, GRPO
     def _tokenize_prompts(self, prompts: list):
         if not prompts or not isinstance(prompts[0], str):
             raise ConfigError("EmotionGRPOTrainer takes chat-formatted string prompts (build_grpo_examples)")
-        add_special = not getattr(self._tokenizer, "chat_template", None)  # as at inference
-        ids = [
-            tokenize_with_placeholders(self._tokenizer, p, self.num_tokens, add_special_tokens=add_special)
+        ids = [  # special tokens (BOS) as at inference
+            tokenize_with_placeholders(
+                self._tokenizer,
+                p,
+                self.num_tokens,
+                add_special_tokens=prompt_adds_special_tokens(self._tokenizer, p),
+            )
             for p in prompts
         ]
         return ids, None, {}
