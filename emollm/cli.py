@@ -91,17 +91,26 @@ def _check_max_new_tokens(value: int | None) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {value} (leave it out for the default)")
 
 
+def _convertible_model(value: str) -> str:
+    from emollm.modeling.base import BUILTIN_MODELS, is_gguf_path
+
+    if value in BUILTIN_MODELS or is_gguf_path(value):
+        return value
+    names = ", ".join(map(repr, sorted(BUILTIN_MODELS)))
+    raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {names} or a .gguf file)")
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    from emollm.modeling.base import builtin_cache_path, cache_dir, check_cache, convert_builtin, list_models
+    from emollm.modeling.base import cache_dir, check_cache, convert_model, list_models, model_cache_path
 
     root = cache_dir()  # $EMOLLM_CACHE naming a file fails here, before any conversion
     if args.force and not args.convert:
         raise ConfigError("--force rebuilds a cache entry and needs --convert [NAME]")
     if args.convert:
-        state, problems = check_cache(builtin_cache_path(args.convert))
+        state, problems = check_cache(model_cache_path(args.convert))
         if state == "damaged" and not args.force:
             print(f"rebuilding the damaged cache of {args.convert}: {'; '.join(problems)}", file=sys.stderr)
-        convert_builtin(args.convert, force=args.force or state == "damaged")
+        convert_model(args.convert, force=args.force or state == "damaged")
     rows = list_models()
     if args.json:
         print(json.dumps({"cache_dir": str(root), "models": rows}, indent=2))
@@ -125,7 +134,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"      rebuild with: {row['repair']}")
         if row["install"]:
             print(f"      install with: {row['install']}")
-    print("Any local Hugging Face model folder or hub id also works wherever a model name is accepted.")
+    print("Any .gguf file, Hugging Face model folder or hub id also works wherever a model name is accepted.")
     return 0
 
 
@@ -405,7 +414,7 @@ def make_parser() -> argparse.ArgumentParser:
     the recipes' ``make_parser``); here they are only listed.
     """
     from emollm.labels import LABEL_SETS
-    from emollm.modeling.base import BUILTIN_MODELS, DEFAULT_MODEL
+    from emollm.modeling.base import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
         prog="emollm", description="LLM-based emotion recognition and reasoning."
@@ -418,10 +427,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--convert",
         nargs="?",
         const=DEFAULT_MODEL,
-        choices=sorted(BUILTIN_MODELS),
+        type=_convertible_model,
         metavar="NAME",
-        help=f"convert a built-in model into the cache now (default {DEFAULT_MODEL}); a damaged entry is "
-        "rebuilt",
+        help=f"convert a built-in model or a .gguf file into the cache now (default {DEFAULT_MODEL}); a "
+        "damaged entry is rebuilt",
     )
     models.add_argument(
         "--force",
