@@ -30,7 +30,7 @@ DEMO_TEXT = "I can't believe you did this to me, after everything I've done for 
 DEMO_PITCH = 1.5  # Praat pitch multiplier: about +5.5 semitones, a raised voice
 DEMO_RATE = 210  # words per minute, faster than the synthesiser's 175
 
-RESUMABLE = ("evaluate", "faithfulness", "sft", "grpo")
+RESUMABLE = ("evaluate", "faithfulness", "sft", "grpo", "timeline")
 """Commands that continue where they stopped when rerun (an interrupted run says so)."""
 
 _WRITE_ERRNOS = (
@@ -278,6 +278,8 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.plot:
         check_output_path(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
+    if args.textgrid_out:
+        check_output_path(args.textgrid_out, "--textgrid-out", suffixes=(".textgrid",))
     transcript = args.transcript
     if transcript is not None and not transcript.strip():
         raise ConfigError("--transcript is empty; leave it out to find syllable nuclei without a transcript")
@@ -320,6 +322,10 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
             pitch_floor=features.utterance.pitch_floor,
             pitch_ceiling=features.utterance.pitch_ceiling,
         )
+    if args.textgrid_out:
+        from emollm.timeline import write_prosody_textgrid
+
+        write_prosody_textgrid(features, args.textgrid_out)
     seconds = time.perf_counter() - start
     if args.json:
         out = {
@@ -336,7 +342,37 @@ def _cmd_prosody(args: argparse.Namespace) -> int:
     print(text)
     if args.plot:
         print(f"plot: {args.plot}")
+    if args.textgrid_out:
+        print(f"TextGrid: {args.textgrid_out}")
     print(f"done in {seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    from emollm.timeline import run_timeline
+
+    check_output_path(args.output, "--output", folder=True)
+    settings = {k: v for k, v in (("labels", args.labels), ("mode", args.mode)) if v is not None}
+    result = run_timeline(
+        args.file,
+        args.output,
+        model=args.model,
+        asr=args.asr,
+        min_silence=args.min_silence,
+        context=args.context,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **settings,
+    )
+    counts = {}
+    for row in result.segments:
+        counts[row["label"]] = counts.get(row["label"], 0) + 1
+    found = ", ".join(f"{label} {n}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"{len(result.segments)} segments in {result.duration:.1f} s" + (f": {found}" if found else ""))
+    if result.predicted < len(result.segments):
+        print(f"resumed: {len(result.segments) - result.predicted} segments were already done")
+    written = "segments.jsonl, segments.csv, timeline.png, timeline.TextGrid, summary.json"
+    print(f"wrote {result.output_dir}/: {written}")
     return 0
 
 
@@ -550,8 +586,42 @@ def make_parser() -> argparse.ArgumentParser:
         help="when forced alignment fails: fall back to syllable nuclei, or stop with an error",
     )
     prosody.add_argument("--plot", help="write waveform, pitch, intensity and vowel spans to this PNG")
+    prosody.add_argument(
+        "--textgrid-out", help="write words, phones and vowels tiers to this Praat .TextGrid file"
+    )
     prosody.add_argument("--json", action="store_true", help="print the description and all measures as JSON")
     prosody.set_defaults(func=_cmd_prosody, quiet=False)
+
+    timeline = sub.add_parser(
+        "timeline",
+        help="long recording: find the speech, then transcript, prosody and label per segment; resumable",
+    )
+    timeline.add_argument("file", help="recording (WAV, FLAC, OGG or MP3; read in blocks, any length)")
+    timeline.add_argument(
+        "--output", required=True, help="output folder (segments.jsonl, .csv, .png, .TextGrid)"
+    )
+    timeline.add_argument(
+        "--asr", default="pocketsphinx", help="speech recognition: pocketsphinx, hf:<path> or none"
+    )
+    timeline.add_argument(
+        "--model", help=f"built-in name, local folder or checkpoint (default {DEFAULT_MODEL})"
+    )
+    timeline.add_argument("--labels", help=f"label set (default ravdess8): {', '.join(sorted(LABEL_SETS))}")
+    timeline.add_argument("--mode", choices=["score", "generate", "both"], help="decoding (default both)")
+    timeline.add_argument(
+        "--min-silence",
+        type=float,
+        default=0.3,
+        help="pauses shorter than this (s) do not split (default 0.3)",
+    )
+    timeline.add_argument(
+        "--context", type=int, default=0, help="show the transcripts of the N previous segments (default 0)"
+    )
+    timeline.add_argument(
+        "--overwrite", action="store_true", help="discard the output folder and start again"
+    )
+    timeline.add_argument("--no-progress", action="store_true", help="no progress bars")
+    timeline.set_defaults(func=_cmd_timeline)
 
     for name, what in (("sft", "supervised fine-tuning"), ("grpo", "GRPO with verifiable rewards")):
         sub.add_parser(
