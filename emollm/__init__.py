@@ -29,6 +29,8 @@ _LAZY = {
     "Utterance": "emollm.data",
     "load_corpus": "emollm.data",
     "load_audio": "emollm.audio",
+    "transcribe": "emollm.asr",
+    "Transcript": "emollm.asr",
     "extract_prosody": "emollm.prosody.pipeline",
     "describe_prosody": "emollm.prosody.pipeline",
     "extract_many": "emollm.prosody.pipeline",

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from emollm.asr import check_backend
 from emollm.data.schema import Utterance
 from emollm.errors import AlignmentError, AudioError, ConfigError, DataError
 from emollm.inputs import PromptBuilder, as_turns, prompt_speaker
@@ -64,6 +65,11 @@ class EmotionPrediction:
             score mode.
         prompt: The full prompt the model saw (chat template included).
         notes: What was degraded on the way (no transcript, alignment fallback, clipped audio, ...).
+        transcript_source: Where the transcript in the prompt came from: ``"given"`` (the caller's),
+            ``"asr"`` (speech recognition, see ``asr``) or ``"none"`` (no transcript: the prompt says it is
+            unknown, and prosody comes from syllable nuclei).
+        asr: The speech recognition result (:meth:`emollm.asr.Transcript.to_dict`: text, words with times,
+            backend, confidence) when the audio was transcribed, else None.
     """
 
     label: str | None
@@ -75,6 +81,8 @@ class EmotionPrediction:
     format_ok: bool | None = None
     prompt: str = ""
     notes: list[str] = field(default_factory=list)
+    transcript_source: str = "given"
+    asr: dict | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -87,6 +95,10 @@ class EmotionPrediction:
             lines.append("distribution:")
             for label, p in sorted(self.distribution.items(), key=lambda kv: -kv[1]):
                 lines.append(f"  {label:<10} {p:6.3f} {'#' * round(40 * p)}")
+        if self.transcript_source == "asr" and self.asr:
+            confidence = self.asr.get("confidence")
+            said = f", confidence {confidence:.2f}" if confidence is not None else ""
+            lines.append(f"transcript (speech recognition, {self.asr['backend']}{said}): {self.asr['text']}")
         if self.prosody:
             lines.append(f"prosody: {self.prosody}")
         if self.completion is not None:
@@ -331,26 +343,34 @@ class EmotionReasoner:
         transcript: str | None = None,
         context=None,
         speaker: str | None = None,
+        *,
+        asr: str = "pocketsphinx",
         **extract_kwargs,
     ) -> EmotionPrediction:
         """Predict the emotion of one utterance.
 
         Args:
             audio: A file path, an array (with ``sample_rate=``) or an :class:`~emollm.audio.Audio`; None for
-                text only. Without a transcript, prosody comes from syllable-nucleus detection.
-            transcript: What was said; None when unknown (audio must then be given).
+                text only.
+            transcript: What was said; None when unknown (audio must then be given): it is then recognised
+                from the audio (``asr``).
             context: Earlier turns, oldest first: :class:`~emollm.data.Turn` objects, ``{"speaker", "text"}``
                 dicts or ``(speaker, text)`` pairs.
             speaker: Who is speaking (shown in the prompt; selects speaker statistics in the normaliser).
+            asr: Speech recognition when there is audio and no transcript (:func:`emollm.asr.transcribe`):
+                ``"pocketsphinx"`` (offline, the default), ``"hf:<folder or hub id>"``, or ``"none"``: no
+                transcript, the prompt says it is unknown and prosody comes from syllable nuclei (what
+                happens too when the recogniser finds no words). The prediction's ``transcript_source`` and
+                ``asr`` say what was used.
             **extract_kwargs: For the prosody pipeline: ``textgrid``, ``gender``, ``sample_rate``...
 
         Raises:
-            ConfigError: neither audio nor transcript, or a transcript that is not a string. AudioError:
-                unusable audio.
+            ConfigError: neither audio nor transcript, a transcript that is not a string, or an unknown
+                ``asr``. AudioError: unusable audio. ModelError: an ``hf:`` model that cannot be loaded.
         """
         item = {"audio": audio, "transcript": transcript, "context": context, "speaker": speaker,
                 **extract_kwargs}  # fmt: skip
-        return self.predict_batch([item], errors="raise")[0]
+        return self.predict_batch([item], errors="raise", asr=asr)[0]
 
     def predict_batch(
         self,
@@ -360,6 +380,7 @@ class EmotionReasoner:
         frames: Sequence[dict] | None = None,
         cache: dict | None = None,
         errors: str = "note",
+        asr: str = "none",
     ) -> list[EmotionPrediction]:
         """Predict many utterances, batching the model calls.
 
@@ -384,6 +405,10 @@ class EmotionReasoner:
                 note); an item left with nothing to go on (no transcript, or an adapter model that cannot
                 hear its audio) gets ``label=None`` and a ``not predicted`` note. ``"raise"`` raises the
                 first such error (:meth:`predict` does).
+            asr: Speech recognition for items with audio and no transcript, as in :meth:`predict`; here
+                ``"none"`` by default, so that a corpus is predicted from its own transcripts and nothing
+                else (the evaluation harness). A recognised transcript is used like a given one (prompt and
+                forced alignment); with ``prosody`` given, only in the prompt.
 
         Returns:
             One :class:`EmotionPrediction` per item, in order. Identical prompts are computed once (the
@@ -396,16 +421,27 @@ class EmotionReasoner:
         """
         if errors not in ("note", "raise"):
             raise ConfigError(f"errors must be 'note' or 'raise', got {errors!r}")
+        problem = check_backend(asr)
+        if problem:
+            raise ConfigError(f"asr: {problem}")
         rows = [_as_fields(item) for item in items]
         if prosody is not None and len(prosody) != len(rows):
             raise ConfigError(f"prosody has {len(prosody)} entries for {len(rows)} items")
         descriptions: list[str | None] = []
         notes: list[list[str]] = []
         failed: dict[int, str] = {}  # item -> why it is not predicted
+        sources: list[str] = []
+        recognized: list[dict | None] = []
         for i, row in enumerate(rows):
             has_words = bool((row["transcript"] or "").strip())
             if row["audio"] is None and not has_words:
                 raise ConfigError("predict needs audio, a transcript, or both; got neither")
+            asr_notes, heard = [], None
+            if not has_words and row["audio"] is not None and asr != "none":
+                asr_notes, heard = _recognize(row, asr, errors)
+                has_words = heard is not None and bool(heard.words)
+            sources.append("asr" if has_words and heard is not None else "given" if has_words else "none")
+            recognized.append(heard.to_dict() if heard is not None else None)
             if prosody is not None:
                 descriptions.append(prosody[i] if self.prosody else None)
                 notes.append([])
@@ -427,6 +463,7 @@ class EmotionReasoner:
             else:
                 descriptions.append(None)
                 notes.append(["text only: no audio was given"] if row["audio"] is None else [])
+            notes[-1][:0] = asr_notes
             if not has_words:
                 notes[-1].append("no transcript: the prompt says it is unknown")
 
@@ -506,7 +543,11 @@ class EmotionReasoner:
             if i in failed:
                 out.append(
                     EmotionPrediction(
-                        label=None, prosody=descriptions[i], notes=[*notes[i], f"not predicted: {failed[i]}"]
+                        label=None,
+                        prosody=descriptions[i],
+                        notes=[*notes[i], f"not predicted: {failed[i]}"],
+                        transcript_source=sources[i],
+                        asr=recognized[i],
                     )
                 )
                 continue
@@ -524,6 +565,8 @@ class EmotionReasoner:
                     format_ok=parsed.format_ok if parsed else None,
                     prompt=generation_prompts[i] if completion is not None else scoring_prompts[i],
                     notes=notes[i],
+                    transcript_source=sources[i],
+                    asr=recognized[i],
                 )
             )
         return out
@@ -695,6 +738,27 @@ def device_problem(device) -> str | None:
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         return f"device is {device!r}, but MPS (Apple GPU) is not available here; use cpu"
     return None
+
+
+def _recognize(row: dict, backend: str, errors: str):
+    """Transcribe an item's audio into ``row["transcript"]``; returns the notes and the Transcript (or None).
+
+    Audio that cannot be read is kept to the item with ``errors="note"`` (the prosody step then says the
+    same); a model that cannot be loaded always raises.
+    """
+    from emollm.asr import transcribe
+
+    try:
+        heard = transcribe(row["audio"], backend, sample_rate=row["extract"].get("sample_rate"))
+    except ITEM_ERRORS as exc:
+        if errors == "raise":
+            raise
+        return [f"speech recognition failed: {type(exc).__name__}: {exc}"], None
+    if not heard.words:  # its note says so; the item goes on as one without a transcript
+        return list(heard.notes), heard
+    row["transcript"] = heard.text
+    said = f", mean word confidence {heard.confidence:.2f}" if heard.confidence is not None else ""
+    return [f"transcript from speech recognition ({heard.backend}{said}): {_clip(heard.text)!r}"], heard
 
 
 def extract_for_prompt(audio, transcript: str | None, speaker: str | None = None, **extract_kwargs):

@@ -186,9 +186,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from emollm.api import EmotionReasoner
+    from emollm.asr import check_backend
 
     if args.file is None and not (args.transcript or "").strip():
         raise ConfigError("give an audio FILE, a --transcript, or both")
+    if check_backend(args.asr):
+        raise ConfigError(f"--asr: {check_backend(args.asr)}")
     _check_max_new_tokens(args.max_new_tokens)
     if args.calibrate and args.mode == "generate":
         raise ConfigError(
@@ -220,7 +223,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     )
     extra = {"gender": args.gender} if args.gender else {}
     transcript = args.transcript if (args.transcript or "").strip() else None  # "" means none
-    prediction = reasoner.predict(args.file, transcript, context, args.speaker, **extra)
+    prediction = reasoner.predict(args.file, transcript, context, args.speaker, asr=args.asr, **extra)
     if args.json:
         print(json.dumps(prediction.to_dict(), indent=2))
     else:
@@ -492,7 +495,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="label, distribution and rationale for one utterance")
     predict.add_argument("file", nargs="?", help="audio file; leave out for text only")
-    predict.add_argument("--transcript", help="what is said (without it, prosody comes from syllable nuclei)")
+    predict.add_argument("--transcript", help="what is said (without it, it is recognised from the audio)")
+    predict.add_argument(
+        "--asr",
+        default="pocketsphinx",
+        metavar="BACKEND",
+        help="speech recognition when there is no --transcript: pocketsphinx (default, offline), hf:PATH "
+        "(a transformers ASR model folder or hub id, e.g. Whisper) or none (no transcript: the prompt says "
+        "it is unknown and prosody comes from syllable nuclei)",
+    )
     predict.add_argument(
         "--context", action="append", metavar='"SPEAKER: text"', help="an earlier turn (repeat, oldest first)"
     )

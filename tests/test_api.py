@@ -77,7 +77,7 @@ def test_audio_gives_a_prosody_description_in_the_acoustic_prompt(lm, speech):
 
 
 def test_audio_without_transcript_uses_syllable_nuclei(lm, speech):
-    pred = EmotionReasoner(lm, labels="ravdess8", mode="score").predict(audio=speech)
+    pred = EmotionReasoner(lm, labels="ravdess8", mode="score").predict(audio=speech, asr="none")
     assert pred.prosody
     assert "(transcript unknown)" in pred.prompt
     assert any("no transcript" in note for note in pred.notes)
@@ -300,7 +300,8 @@ def test_a_non_english_transcript_falls_back_to_nuclei(lm, speech):
     pred = reasoner.predict(audio=speech, transcript="子供たちがドアのそばで話している")
     assert pred.prosody and pred.notes[0].startswith("the transcript has no English words to align")
     assert "子供たち" in pred.prompt
-    blank = reasoner.predict(audio=speech, transcript="  ")  # blank is no transcript, not an error
+    # blank is no transcript, not an error (and with asr="none", nothing is recognised in its place)
+    blank = reasoner.predict(audio=speech, transcript="  ", asr="none")
     assert blank.prosody and "no transcript: the prompt says it is unknown" in blank.notes
 
 

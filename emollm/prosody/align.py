@@ -287,6 +287,24 @@ def _run_alignment(decoder, cmn: str, words: list[str], pcm: bytes):
     return decoder.get_alignment()
 
 
+def decoder_input(audio: Audio) -> tuple[bytes, float]:
+    """What pocketsphinx decodes: the speech span as 16-bit PCM bytes, and its offset in the audio, seconds.
+
+    Only the speech span is decoded (leading and trailing silence cost time and nothing else), padded with
+    :data:`PAD` of digital silence: pocketsphinx's phone pass fails when speech starts at the very first
+    frame. Very quiet speech (below :data:`QUIET_DBFS`) is made louder first: pocketsphinx reads 16-bit
+    samples, and it would be lost. Frame ``n`` of the decoded signal is at ``offset + n * FRAME`` seconds.
+    """
+    first, last = speech_span(audio)
+    offset = first / audio.sample_rate - PAD
+    pad = np.zeros(int(PAD * audio.sample_rate), dtype=np.int16)
+    speech = audio.samples[first:last]
+    if speech_level(audio) < QUIET_DBFS:
+        speech = speech * (0.5 / max(float(np.max(np.abs(speech))), 1e-9))
+    speech = (np.clip(speech, -1.0, 1.0) * 32767).astype(np.int16)
+    return np.concatenate([pad, speech, pad]).tobytes(), offset
+
+
 def _strip(phones: list[str]) -> list[str]:
     return [p.rstrip("012") for p in phones]
 
@@ -318,16 +336,7 @@ def align_transcript(audio: Audio, transcript: str) -> Alignment:
         pronunciations[word] = (phones, source)
         if source == "letter-to-sound":
             oov.append(word)
-    # Decode only the speech span (leading and trailing silence cost time and nothing else), padded with
-    # digital silence: pocketsphinx's phone pass fails when speech starts at the very first frame.
-    first, last = speech_span(audio)
-    offset = first / audio.sample_rate - PAD
-    pad = np.zeros(int(PAD * audio.sample_rate), dtype=np.int16)
-    speech = audio.samples[first:last]
-    if speech_level(audio) < QUIET_DBFS:  # pocketsphinx reads 16-bit samples: very quiet speech would be lost
-        speech = speech * (0.5 / max(float(np.max(np.abs(speech))), 1e-9))
-    speech = (np.clip(speech, -1.0, 1.0) * 32767).astype(np.int16)
-    pcm = np.concatenate([pad, speech, pad]).tobytes()
+    pcm, offset = decoder_input(audio)
     result = None
     for attempt in range(len(DECODERS)):
         decoder, cmn = _decoder(attempt)
