@@ -8,8 +8,9 @@ block plus those numbers (about 20 bytes per frame: 14 MB for 2 hours).
 
 A frame is *speech* when it is voiced, and at least ``threshold_db`` above the background (a running
 minimum of the smoothed level over ``floor_seconds``) and above ``min_level_db``. Speech runs closer than
-``min_silence`` are merged; a run keeps up to ``hangover`` of loud unvoiced frames on each side (fricatives,
-bursts), is dropped below ``min_speech``, padded by ``pad`` and split at its quietest frame when longer than
+``min_silence`` are merged; a run keeps up to ``tail`` of loud frames that are not noise-like on each side
+(a fading, breathy or creaky voice), then up to ``hangover`` of any loud frames (fricatives, bursts), is
+dropped below ``min_speech``, padded by ``pad`` and split at its quietest frame when longer than
 ``max_segment``. A run whose voicing is a steady tone (its F0 barely moves and its level never dips, as in
 sustained music) is not speech; neither is loud sound that is not voiced (noise). When nothing is left,
 :attr:`SpeechScan.notes` says what the file holds instead.
@@ -58,7 +59,9 @@ class VadConfig:
         threshold_db: A speech frame is this many dB above the background level.
         min_level_db: A speech frame is louder than this (dBFS of a 25 ms frame), whatever the background.
         voicing: A frame is voiced when its normalised autocorrelation peak (60-500 Hz) reaches this.
-        hangover: Loud unvoiced frames kept at each end of a voiced run (s, f, t and k sounds).
+        tail: Loud frames that are not noise-like (spectral flatness under 0.3: breathy or creaky voice,
+            a fading vowel) kept at each end of a voiced run, at most this long.
+        hangover: Then any loud frames kept at each end, at most this long (s, f, t and k sounds).
         floor_seconds: The background level is the lowest smoothed level within this window.
     """
 
@@ -67,15 +70,16 @@ class VadConfig:
     pad: float = 0.05
     max_segment: float = 20.0
     threshold_db: float = 10.0
-    min_level_db: float = -60.0
+    min_level_db: float = -70.0
     voicing: float = 0.6
+    tail: float = 0.5
     hangover: float = 0.1
     floor_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         problems = [
             f"{name} must be >= 0, got {getattr(self, name)!r}"
-            for name in ("min_silence", "min_speech", "pad", "hangover")
+            for name in ("min_silence", "min_speech", "pad", "tail", "hangover")
             if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0)
         ]
         if not (isinstance(self.max_segment, (int, float)) and 1.0 <= self.max_segment <= 120.0):
@@ -351,7 +355,8 @@ def _decide(
             runs.append([first, stop])
     rejected = {"tone": 0, "unvoiced": 0, "short": 0}
     spans: list[tuple[int, int]] = []
-    hang = int(round(config.hangover * 100))
+    hang, tail = int(round(config.hangover * 100)), int(round(config.tail * 100))
+    voiceish = loud & (flatness < 0.3)
     for first, stop in runs:
         inside = slice(first, stop)
         if np.count_nonzero(voiced[inside]) < 0.3 * max(1, np.count_nonzero(loud[inside])):
@@ -360,9 +365,16 @@ def _decide(
         if _is_steady_tone(f0[inside], level[inside], voiced[inside]):
             rejected["tone"] += 1
             continue
-        floor = max(first - hang, spans[-1][1] if spans else 0)
+        previous = spans[-1][1] if spans else 0
+        floor = max(first - tail, previous)  # first loud frames that are not noise (breathy or creaky voice)
+        while first > floor and voiceish[first - 1]:
+            first -= 1
+        floor = max(first - hang, previous)  # then any loud frames (fricatives, bursts)
         while first > floor and loud[first - 1]:
             first -= 1
+        ceiling = min(stop + tail, len(loud))
+        while stop < ceiling and voiceish[stop]:
+            stop += 1
         ceiling = min(stop + hang, len(loud))
         while stop < ceiling and loud[stop]:
             stop += 1
