@@ -31,6 +31,7 @@ docs/asr.md).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ def _transcribe_pocketsphinx(audio: Audio) -> Transcript:
         start = min(max(first * FRAME + offset, 0.0), audio.duration)
         end = min(max((last + 1) * FRAME + offset, start), audio.duration)
         confidence = round(min(max(float(posterior), 0.0), 1.0), 4)
-        words.append(RecognizedWord(_VARIANT.sub("", name), round(start, 4), round(end, 4), confidence))
+        words.append(RecognizedWord(_VARIANT.sub("", name), _floor4(start), _floor4(end), confidence))
     return _finish(words, "pocketsphinx")
 
 
@@ -275,8 +276,13 @@ def _transcribe_hf(audio: Audio, source: str) -> Transcript:
         end = audio.duration if end is None else min(max(float(end), start), audio.duration)
         previous_end = end
         if text:
-            words.append(RecognizedWord(text, round(start, 4), round(end, 4)))
+            words.append(RecognizedWord(text, _floor4(start), _floor4(end)))
     return _finish(words, f"hf:{source}", notes)
+
+
+def _floor4(seconds: float) -> float:
+    """A time to 0.1 ms, rounded down: never past the end of the audio it was clamped to."""
+    return math.floor(seconds * 10_000) / 10_000
 
 
 def _spread_over_segments(chunks: list[dict]) -> list[dict]:
