@@ -865,17 +865,18 @@ def cached_builtin(damage):
 
     def setup(f):
         from emollm.modeling import base
+        from emollm.modeling.cache import CACHE_ENV
 
         sys.path.insert(0, str(REPO / "tests"))
         from conftest import build_tiny_llama, build_tiny_tokenizer
 
         tokenizer = build_tiny_tokenizer()
-        os.environ[base.CACHE_ENV] = str(f / "cache")
+        os.environ[CACHE_ENV] = str(f / "cache")
         try:
             target = base.builtin_cache_path(base.DEFAULT_MODEL)
             base.save_to_cache(build_tiny_llama(len(tokenizer)), tokenizer, target)
         finally:
-            del os.environ[base.CACHE_ENV]
+            del os.environ[CACHE_ENV]
         damage(target)
 
     return setup

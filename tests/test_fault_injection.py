@@ -110,7 +110,7 @@ def _patch_conversion(point: str) -> None:
     sys.path.insert(0, str(HERE.parent))
     from conftest import build_tiny_llama, build_tiny_tokenizer
 
-    from emollm.modeling import base
+    from emollm.modeling import base, cache
 
     gguf = Path(os.environ["FAKE_GGUF"])
 
@@ -132,7 +132,7 @@ def _patch_conversion(point: str) -> None:
     base.find_builtin_gguf = lambda name: gguf
     base._load_gguf = load
     if point == "before-marker":  # every file written, the marker not yet
-        base._file_records = lambda folder: _die()
+        cache._file_records = lambda folder: _die()
     elif point == "before-swap":  # --force: the old entry is parked, the new one not yet moved in
         real_rename = os.rename
 
@@ -365,12 +365,13 @@ def test_a_conversion_killed_midway_leaves_no_entry_and_the_rerun_a_verified_one
     from safetensors.torch import load_file
 
     from emollm.modeling import base
+    from emollm.modeling.cache import CACHE_ENV
 
     cache = tmp_path / "cache"
     gguf = tmp_path / "fake.gguf"
     gguf.write_bytes(b"GGUF")
     monkeypatch.setenv("FAKE_GGUF", str(gguf))  # read by the helper
-    monkeypatch.setenv(base.CACHE_ENV, str(cache))
+    monkeypatch.setenv(CACHE_ENV, str(cache))
     target = base.builtin_cache_path(base.DEFAULT_MODEL)
 
     def convert(point, *extra):

@@ -19,17 +19,11 @@ from conftest import build_tiny_llama
 
 from emollm.cli import main
 from emollm.errors import ModelError
-from emollm.modeling import base
-from emollm.modeling.base import (
-    CACHE_MARKER,
-    GGUF_INDEX,
-    check_cache,
-    convert_gguf,
-    gguf_architecture,
-    gguf_cache_path,
-    list_models,
-    load_base_model,
-)
+from emollm.modeling import cache
+from emollm.modeling import gguf as emollm_gguf
+from emollm.modeling.base import list_models, load_base_model
+from emollm.modeling.cache import CACHE_MARKER, check_cache
+from emollm.modeling.gguf import GGUF_INDEX, convert_gguf, gguf_architecture, gguf_cache_path
 
 gguf = pytest.importorskip("gguf")  # installed with transformers' GGUF support
 
@@ -93,13 +87,13 @@ def assert_same_weights(loaded, source):
 def conversions(monkeypatch):
     """Count the real GGUF conversions (transformers' loads of the file)."""
     calls = []
-    real = base._load_gguf
+    real = emollm_gguf._load_gguf
 
     def spy(path):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(base, "_load_gguf", spy)
+    monkeypatch.setattr(emollm_gguf, "_load_gguf", spy)
     return calls
 
 
@@ -130,7 +124,7 @@ def test_a_gguf_file_loads_with_the_weights_it_was_written_from(
 def test_the_cache_entry_is_keyed_by_content_and_records_its_source(emollm_cache, tiny_gguf, conversions):
     load_base_model(str(tiny_gguf))
 
-    sha = base._sha256(tiny_gguf)
+    sha = cache._sha256(tiny_gguf)
     entry = emollm_cache / "models" / f"gguf-{sha[:16]}"
     assert gguf_cache_path(tiny_gguf) == entry
     marker = json.loads((entry / CACHE_MARKER).read_text())
@@ -161,14 +155,14 @@ def test_a_second_load_and_a_copy_elsewhere_reuse_the_conversion(
 
 
 def test_an_ollama_blob_without_a_suffix_is_known_by_its_magic(emollm_cache, tiny_gguf, tiny_model, tmp_path):
-    blob = tmp_path / "blobs" / f"sha256-{base._sha256(tiny_gguf)}"  # how Ollama keeps a model
+    blob = tmp_path / "blobs" / f"sha256-{cache._sha256(tiny_gguf)}"  # how Ollama keeps a model
     blob.parent.mkdir()
     shutil.copy(tiny_gguf, blob)
 
     model, _ = load_base_model(str(blob))
 
     assert_same_weights(model, tiny_model)
-    assert base.is_gguf_path(str(blob)) and not base.is_gguf_path(str(blob.parent))
+    assert emollm_gguf.is_gguf_path(str(blob)) and not emollm_gguf.is_gguf_path(str(blob.parent))
 
 
 def test_a_changed_file_converts_again_into_a_new_entry(
@@ -191,13 +185,13 @@ def test_an_unchanged_settled_file_is_not_hashed_again(emollm_cache, tiny_gguf, 
     os.utime(tiny_gguf, ns=(old, old))
     entry = convert_gguf(tiny_gguf)
     index = json.loads((emollm_cache / "models" / GGUF_INDEX).read_text())
-    assert index[str(tiny_gguf.resolve())]["sha256"] == base._sha256(tiny_gguf)
+    assert index[str(tiny_gguf.resolve())]["sha256"] == cache._sha256(tiny_gguf)
 
     def no_hashing(path):
         raise AssertionError(f"{path} was hashed again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(base, "_sha256", no_hashing)
+        patch.setattr(emollm_gguf, "_sha256", no_hashing)  # where _gguf_sha256 looks it up
         assert convert_gguf(tiny_gguf) == entry
     assert len(conversions) == 1
 
@@ -320,7 +314,8 @@ def test_a_failed_write_leaves_nothing_half_written(emollm_cache, tiny_gguf, mon
     def disk_full(folder):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(base, "_file_records", disk_full)  # after the weights were written, before the marker
+    # after the weights were written, before the marker
+    monkeypatch.setattr(cache, "_file_records", disk_full)
 
     with pytest.raises(ModelError, match="No space left on device"):
         load_base_model(str(tiny_gguf))
