@@ -235,7 +235,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from emollm.evaluation.harness import EvalConfig, evaluate
     from emollm.evaluation.metrics import summary_markdown
 
-    config = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})  # checks
+    fields = [f for f in dataclasses.fields(EvalConfig) if f.init]
+    config = EvalConfig(**{f.name: getattr(args, f.name) for f in fields})  # checks
+    if config.from_checkpoint:  # options left out, filled in from the checkpoint: say which and how
+        taken = ", ".join(f"{name} {getattr(config, name)!r}" for name in config.from_checkpoint)
+        print(f"as the checkpoint was trained: {taken} (options given win)", file=sys.stderr)
     result = evaluate(config, overwrite=args.overwrite, progress=not args.no_progress)
     if result.predicted == 0:
         print(f"nothing to predict: {result.output_dir} already holds all {result.summary['n']} predictions")

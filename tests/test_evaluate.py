@@ -394,3 +394,117 @@ def test_compare_reads_the_probabilities_of_two_runs(lm, manifest, tmp_path):
         for metric in ("ece", "brier", "nll"):
             assert result["metrics"][metric][name] == pytest.approx(scores[metric])
     assert result["n"] == 6 and result["n_distribution"] == 0 and "r2" not in result["metrics"]
+
+
+# -- a checkpoint is asked as it was trained -----------------------------------------------------------------
+
+TRAINED = {"labels": "iemocap4", "strategy": "cot", "prosody": True, "prosody_style": "utterance",
+           "context_turns": 1, "mode": "generate", "max_new_tokens": 3}  # fmt: skip
+
+
+@pytest.fixture
+def checkpoint(tmp_path, tiny_model, tiny_tokenizer):
+    from emollm.modeling.checkpoint import save_checkpoint
+
+    def save(reasoner=TRAINED, name="ckpt"):
+        base_folder = base.save_to_cache(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+        return save_checkpoint(tiny_model, tmp_path / name, base_model=str(base_folder), reasoner=reasoner,
+                               save_lora=False)  # fmt: skip
+
+    return save
+
+
+@pytest.fixture
+def described(monkeypatch):
+    """Fake prosody descriptions (the manifest has no audio); records the style each call asked for."""
+    from emollm.evaluation import harness
+
+    styles = []
+
+    def describe(utterances, *, todo=None, style="vowel", **kw):
+        styles.append(style)
+        return {u.id: f"pitch of {u.id} in {style} style" for u in todo or utterances}, {}, None
+
+    monkeypatch.setattr(harness, "describe_utterances", describe)
+    return styles
+
+
+def test_a_checkpoint_without_options_is_asked_with_its_saved_prompt_settings(
+    checkpoint, manifest, tmp_path, described
+):
+    folder = checkpoint()
+    out = tmp_path / "run"
+    run = config(manifest, out, model=str(folder), device="cpu")
+    assert (run.strategy, run.mode, run.context, run.prosody, run.prosody_style, run.max_new_tokens) == (
+        "cot", "generate", 1, True, "utterance", 3
+    )  # fmt: skip
+    taken = ["strategy", "mode", "context", "prosody", "prosody_style", "max_new_tokens"]
+    assert run.from_checkpoint == taken
+    evaluate(run, progress=False)
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert {k: settings[k] for k in ("strategy", "mode", "context_turns", "prosody", "prosody_style")} == {
+        "strategy": "cot", "mode": "generate", "context_turns": 1, "prosody": True, "prosody_style": "utterance"
+    }  # fmt: skip
+    assert settings["max_new_tokens"] == 3 and described == ["utterance"]
+    asked = EmotionReasoner.from_pretrained(str(folder))  # predict's reasoner: the same prompts
+    for row in read_rows(out):
+        text = dict((i, t) for i, t, _ in TEXTS)[row["id"]]
+        assert row["prompt"] == asked.build_prompt(text, prosody=f"pitch of {row['id']} in utterance style")
+        assert "<think>" in row["prompt"] and row["completion"] is not None  # cot, generated
+
+
+def test_options_given_win_over_the_checkpoint_and_the_same_settings_resume(
+    checkpoint, manifest, tmp_path, described
+):
+    folder = checkpoint()
+    out = tmp_path / "run"
+    given = config(manifest, out, model=str(folder), device="cpu", strategy="minimal", mode="score",
+                   prosody=False, prosody_style="vowel", context=0)  # fmt: skip
+    assert given.from_checkpoint == ["max_new_tokens"]
+    evaluate(given, progress=False)
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["strategy"], settings["mode"], settings["prosody"]) == ("minimal", "score", False)
+    assert described == [] and all(r["prosody"] is None for r in read_rows(out))
+    # a folder evaluated before the checkpoint's settings were read (the old defaults): refused, not mixed
+    with pytest.raises(ConfigError, match=r"strategy: 'minimal' -> 'cot'"):
+        evaluate(config(manifest, out, model=str(folder), device="cpu"), progress=False)
+    # the checkpoint's own settings, left out or given: one run, resumed
+    first = evaluate(config(manifest, tmp_path / "own", model=str(folder), device="cpu"), progress=False)
+    spelled = {k: v for k, v in TRAINED.items() if k not in ("labels", "context_turns")}
+    again = evaluate(
+        config(manifest, tmp_path / "own", model=str(folder), device="cpu", context=1, **spelled),
+        progress=False,
+    )
+    assert first.predicted == 6 and again.predicted == 0
+
+
+def test_saved_settings_the_harness_cannot_use_fall_back(checkpoint, manifest, tmp_path):
+    folder = checkpoint({"mode": "both", "calibrate": True, "context_turns": None}, "both")
+    both = config(manifest, tmp_path / "a", model=str(folder))
+    assert (both.mode, both.calibrate, both.context, both.strategy) == ("score", True, 0, "minimal")
+    assert both.from_checkpoint == ["calibrate"]  # "both" scores; "all turns" is no number of turns
+    generating = config(manifest, tmp_path / "b", model=str(folder), mode="generate")  # no calibration
+    assert (generating.calibrate, generating.from_checkpoint) == (False, [])
+    broken = checkpoint({"strategy": "gone.jinja"}, "broken")
+    with pytest.raises(ConfigError, match=r"gone\.jinja.*\(strategy from the checkpoint"):
+        config(manifest, tmp_path / "c", model=str(broken))
+    (broken / "emollm_config.json").write_text('{"format_version": 99}')
+    with pytest.raises(ConfigError, match="format_version 99"):
+        config(manifest, tmp_path / "d", model=str(broken))
+
+
+def test_cli_evaluate_says_what_came_from_the_checkpoint_and_takes_default(
+    checkpoint, manifest, tmp_path, capsys, described
+):
+    from emollm.modeling.base import DEFAULT_MODEL
+
+    folder = checkpoint({**TRAINED, "mode": "score"})
+    argv = ["evaluate", "--data", manifest, "--split", "all", "--labels", "iemocap4", "--model", str(folder),
+            "--output", str(tmp_path / "cli"), "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "as the checkpoint was trained: strategy 'cot', mode 'score', context 1" in err
+    assert "prosody_style 'utterance'" in err and described == ["utterance"]
+    assert main([*argv, "--strategy", "minimal"]) == 2  # a flag wins: another prompt than the folder's
+    assert "strategy: 'cot' -> 'minimal'" in capsys.readouterr().err
+    assert EvalConfig(data="ravdess", model="default").model == DEFAULT_MODEL

@@ -44,12 +44,16 @@ evaluated utterances' own audio: per-speaker statistics are unsupervised (labels
 normalisation is done in practice. ``"none"`` describes each utterance relative to itself; a path loads a
 normaliser fitted elsewhere (e.g. on a training split).
 
-**Trained checkpoints.** ``model`` may be a checkpoint folder from ``emollm sft`` or ``emollm grpo``; a model
-with adapters hears each utterance's audio through its encoder, whose frames are cached on disk like the
-prosody (:func:`emollm.modeling.encoders.encode_cached`). An adapter trained with per-speaker frame
-normalisation (``normalize="speaker"``) gets statistics refit on the evaluated utterances' audio with
-``frame_normalizer="speaker"`` (the default, like the prosody normaliser; the model passed in is not changed),
-or the checkpoint's training statistics with ``"checkpoint"``, which is what ``predict`` uses for one clip.
+**Trained checkpoints.** ``model`` may be a checkpoint folder from ``emollm sft`` or ``emollm grpo``
+(``"default"`` names the default model). A checkpoint is asked as it was trained: the prompt options left
+unset (None: ``strategy``, ``mode``, ``context``, ``prosody``, ``prosody_style``, ``max_new_tokens``,
+``calibrate``, ``length_normalize``) take its saved settings (:data:`CHECKPOINT_SETTINGS`), and only then
+the defaults; an option given always wins. A model with adapters hears each utterance's audio through its
+encoder, whose frames are cached on disk like the prosody (:func:`emollm.modeling.encoders.encode_cached`).
+An adapter trained with per-speaker frame normalisation (``normalize="speaker"``) gets statistics refit on
+the evaluated utterances' audio with ``frame_normalizer="speaker"`` (the default, like the prosody
+normaliser; the model passed in is not changed), or the checkpoint's training statistics with
+``"checkpoint"``, which is what ``predict`` uses for one clip.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emollm.data import corpus_problem
-from emollm.errors import ConfigError, check_config
+from emollm.errors import ConfigError, ModelError, check_config
 from emollm.evaluation.calibration import gold_distribution, load_temperature, save_temperature
 from emollm.evaluation.report import report_markdown, score_rows
 from emollm.evaluation.runs import (
@@ -87,28 +91,65 @@ from emollm.prompting import check_template
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalConfig", "EvalResult", "evaluate", "read_predictions"]
+__all__ = ["CHECKPOINT_SETTINGS", "EvalConfig", "EvalResult", "evaluate", "read_predictions"]
+
+CHECKPOINT_SETTINGS = {
+    "strategy": ("strategy", "minimal"),
+    "mode": ("mode", "score"),
+    "context": ("context_turns", 0),
+    "prosody": ("prosody", None),  # None: the template decides (on for acoustic only)
+    "prosody_style": ("prosody_style", "vowel"),
+    "max_new_tokens": ("max_new_tokens", None),  # None: 16 or 128, by the template
+    "calibrate": ("calibrate", False),
+    "length_normalize": ("length_normalize", False),
+}
+""":class:`EvalConfig` option -> (the saved ``reasoner`` setting it falls back to, the default)."""
+PASSED_ON = ("system", "max_vowels", "max_words", "do_sample", "temperature")
+"""Saved ``reasoner`` settings with no ``evaluate`` option, given to the reasoner as ``predict`` does."""
 
 
 @dataclass
 class EvalConfig:
-    """Settings of one evaluation run (the ``emollm evaluate`` options)."""
+    """Settings of one evaluation run (the ``emollm evaluate`` options).
+
+    The prompt options left None are filled in here: from the ``reasoner`` section of the ``model``
+    checkpoint's ``emollm_config.json`` (:data:`CHECKPOINT_SETTINGS`), else with the defaults; a saved
+    ``mode`` other than score or generate (``both``) counts as unsaved, and a saved ``calibrate`` or
+    ``length_normalize`` is not used in generate mode. ``from_checkpoint`` names the options that came from
+    the checkpoint.
+
+    >>> config = EvalConfig(data="ravdess")  # the default model is no checkpoint: the defaults
+    >>> config.strategy, config.mode, config.context, config.prosody_style, config.from_checkpoint
+    ('minimal', 'score', 0, 'vowel', [])
+    """
 
     data: str = field(metadata={"help": "corpus: ravdess, meld, iemocap or manifest:PATH", "required": True})
     split: str = field(default="dev", metadata={"help": "split of the corpus (e.g. train, dev, test, all)"})
-    strategy: str = field(
-        default="minimal", metadata={"help": "prompt template: minimal, acoustic, cot or a .jinja path"}
-    )
-    mode: str = field(
-        default="score",
+    strategy: str | None = field(
+        default=None,
         metadata={
-            "help": "score (label probabilities, no generation) or generate",
+            "help": "prompt template: minimal, acoustic, cot or a .jinja path (default: a checkpoint's own, "
+            "else minimal)"
+        },
+    )
+    mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "score (label probabilities, no generation) or generate (default: a checkpoint's own, "
+            "else score)",
             "choices": ["score", "generate"],
         },
     )
-    context: int = field(default=0, metadata={"help": "earlier conversation turns shown in the prompt"})
+    context: int | None = field(
+        default=None,
+        metadata={"help": "earlier turns shown in the prompt (default: a checkpoint's own, else 0)"},
+    )
     model: str = field(
-        default=DEFAULT_MODEL, metadata={"help": "built-in model name, local folder or hub id"}
+        default=DEFAULT_MODEL,
+        metadata={
+            "help": "built-in model name ('default' for the default), local folder, hub id or checkpoint "
+            "folder"
+        },
     )
     dtype: str = field(
         default="float32",
@@ -137,16 +178,18 @@ class EvalConfig:
     prosody: bool | None = field(
         default=None,
         metadata={
-            "help": "describe the voice in the prompt: --prosody or --no-prosody (default: acoustic only)",
+            "help": "describe the voice in the prompt: --prosody or --no-prosody (default: a checkpoint's "
+            "own, else the template's: acoustic only)",
             "nargs": "?",  # a bare --prosody means true, as for the bool options
             "const": True,
         },
     )
-    prosody_style: str = field(
-        default="vowel",
+    prosody_style: str | None = field(
+        default=None,
         metadata={
             "help": "vowel (summary + 3 salient vowels), utterance (summary only) or measures (every "
-            "utterance measure relative to the speaker, then every vowel; carries the most signal)",
+            "utterance measure relative to the speaker, then every vowel; carries the most signal) "
+            "(default: a checkpoint's own, else vowel)",
             "choices": ["vowel", "utterance", "measures"],
         },
     )
@@ -163,14 +206,30 @@ class EvalConfig:
         },
     )
     max_new_tokens: int | None = field(
-        default=None, metadata={"help": "generation length (default 16 for label-only templates, else 128)"}
+        default=None,
+        metadata={
+            "help": "generation length (default: a checkpoint's own, else 16 for label-only templates, "
+            "else 128)"
+        },
     )
     batch_size: int = field(default=8, metadata={"help": "prompts per forward pass"})
-    length_normalize: bool = field(
-        default=False, metadata={"help": "score labels by mean instead of summed token log-probability"}
+    length_normalize: bool | None = field(
+        default=None,
+        metadata={
+            "help": "score labels by mean instead of summed token log-probability (default: a checkpoint's "
+            "own, else off)",
+            "nargs": "?",
+            "const": True,
+        },
     )
-    calibrate: bool = field(
-        default=False, metadata={"help": "score mode: contextual calibration against a content-free input"}
+    calibrate: bool | None = field(
+        default=None,
+        metadata={
+            "help": "score mode: contextual calibration against a content-free input (default: a "
+            "checkpoint's own, else off)",
+            "nargs": "?",
+            "const": True,
+        },
     )
     workers: int = field(default=1, metadata={"help": "processes for prosody extraction"})
     temperature_scaling: str = field(
@@ -188,9 +247,20 @@ class EvalConfig:
             "it in the --model checkpoint folder as temperature.json"
         },
     )
+    from_checkpoint: list[str] = field(default_factory=list, init=False, compare=False)
+    """The options that took the checkpoint's saved settings (filled in when the config is made)."""
 
     def __post_init__(self):
-        problems = run_problems(self)
+        if self.model == "default":
+            self.model = DEFAULT_MODEL
+        problems = []
+        try:
+            saved = checkpoint_settings(self.model)
+        except ModelError as exc:  # an unreadable emollm_config.json
+            saved = {}
+            problems.append(str(exc))
+        self.from_checkpoint = self._fill_unset(saved)
+        problems += run_problems(self)
         if self.save_temperature and (self.mode != "score" or not _is_checkpoint(self.model)):
             problems.append(
                 f"save_temperature needs mode score and a checkpoint folder as model, got mode {self.mode!r} "
@@ -219,7 +289,27 @@ class EvalConfig:
                 check()
             except ConfigError as exc:
                 problems.append(str(exc))
+        if self.from_checkpoint and any(p for p in problems):
+            problems.append(f"({', '.join(self.from_checkpoint)} from the checkpoint {self.model})")
         check_config(self, [p for p in problems if p])
+
+    def _fill_unset(self, saved: dict) -> list[str]:
+        """Fill the prompt options left None: the checkpoint's ``saved`` setting, else the default."""
+        taken = []
+        for name, (key, default) in CHECKPOINT_SETTINGS.items():  # mode comes before calibrate
+            if getattr(self, name) is not None:
+                continue
+            value = saved.get(key)
+            if name == "mode" and value not in ("score", "generate"):
+                value = None  # "both" (predict's default) scores; the harness has no "both"
+            elif name in ("calibrate", "length_normalize") and self.mode == "generate":
+                value = None  # a saved score-mode setting does not apply to generation
+            elif name == "context" and (isinstance(value, bool) or not isinstance(value, int)):
+                value = None  # None ("all turns") in a checkpoint: the harness shows a fixed number
+            if value is not None:
+                taken.append(name)
+            setattr(self, name, default if value is None else value)
+        return taken
 
     def label_set(self):
         """``labels`` as :func:`emollm.inputs.select_utterances` takes it (None: the corpus's own).
@@ -254,6 +344,17 @@ class EvalResult:
     output_dir: Path
     predicted: int
     summary: dict
+
+
+def checkpoint_settings(model: str) -> dict:
+    """The ``reasoner`` settings saved in checkpoint folder ``model``; ``{}`` for a model that is not one.
+
+    Raises:
+        ModelError: an ``emollm_config.json`` that cannot be read.
+    """
+    from emollm.modeling.checkpoint import is_checkpoint, read_checkpoint_config
+
+    return dict(read_checkpoint_config(model).get("reasoner") or {}) if is_checkpoint(model) else {}
 
 
 def run_problems(config) -> list[str]:
@@ -322,8 +423,10 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         lm = EmotionLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype), device=device)
+    saved = checkpoint_settings(config.model)  # what no option sets (the options took the rest at parse time)
     reasoner = EmotionReasoner(
         lm,
+        **{name: saved[name] for name in PASSED_ON if name in saved},
         labels=label_set,
         strategy=config.strategy,
         mode=config.mode,
@@ -335,6 +438,12 @@ def evaluate(config: EvalConfig, *, lm=None, overwrite: bool = False, progress: 
         calibrate=config.calibrate,
         batch_size=config.batch_size,
     )
+    trained_on = _labels_of(saved.get("labels"))
+    if trained_on is not None and trained_on != list(label_set.labels):  # another set, or another order
+        logger.warning(
+            "the checkpoint %s was trained on the labels %s; this run offers %s (--labels chooses)",
+            config.model, ", ".join(trained_on), ", ".join(label_set.labels),
+        )  # fmt: skip
     if reasoner.prosody or lm.adapter_keys:  # the audio the prompts need, checked before any work
         check_audio_files(utterances)
     out = config.output_dir()
@@ -501,6 +610,16 @@ def _is_checkpoint(model: str) -> bool:
     from emollm.modeling.checkpoint import is_checkpoint
 
     return is_checkpoint(model)
+
+
+def _labels_of(saved) -> list[str] | None:
+    """The labels of a checkpoint's saved label set (a name or a list), None when it has none we know."""
+    from emollm.labels import get_label_set
+
+    try:
+        return None if saved is None else list(get_label_set(saved).labels)
+    except ConfigError:
+        return None
 
 
 def _dtype_name(lm) -> str | None:
