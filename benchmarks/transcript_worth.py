@@ -23,12 +23,12 @@ differ only in the transcript each clip comes with:
 
 Each condition is a CSV manifest under ``--output-root`` (id, absolute audio path, transcript, label,
 speaker, gender), evaluated by ``emollm evaluate --data manifest:<csv> --split all --labels ravdess8`` in a
-subprocess, into ``<output-root>/<condition>/`` (evaluate resumes an interrupted run). ``emollm evaluate``
-does not read a checkpoint's own prompt settings, so they are passed on from its ``emollm_config.json``
-(strategy, prosody on or off, description style, context, and mode where saved), as the SFT recipe passes
-them to its evaluation; a model that is not a checkpoint (``--model default`` for a smoke run) is asked
-the way the text route is: the ``minimal`` template with the vowel description (``default`` names the
-default model, smollm2-135m-instruct).
+subprocess, into ``<output-root>/<condition>/`` (evaluate resumes an interrupted run). The
+checkpoint's own prompt settings (strategy, prosody on or off, description style, context, and mode where
+saved in its ``emollm_config.json``) are passed as flags, as the SFT recipe passes them to its evaluation
+(``emollm evaluate`` also takes them from the checkpoint when no flag is given); a model that is not a
+checkpoint (``--model default`` for a smoke run) is asked the way the text route is: the ``minimal``
+template with the vowel description (``default`` names the default model, smollm2-135m-instruct).
 
 Reported per condition: WA, UA, macro F1, and against gold on the same clips the paired bootstrap
 (:func:`emollm.evaluation.bootstrap.paired_bootstrap`, 1000 resamples: difference, 95 % interval,

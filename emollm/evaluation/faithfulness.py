@@ -190,7 +190,7 @@ class FaithfulnessConfig:
         },
     )
     max_new_tokens: int | None = field(
-        default=None, metadata={"help": "generation length (default 16 or 128)"}
+        default=None, metadata={"help": "generation length (default: a checkpoint's own, else 16 or 128)"}
     )
     batch_size: int = field(default=8, metadata={"help": "pairs per step (two prompts each)"})
     dtype: str = field(
@@ -303,8 +303,8 @@ def faithfulness(
             "labels": label_set,
             "mode": config.mode,
             "context_turns": config.context,
-            "max_new_tokens": config.max_new_tokens,
             "batch_size": config.batch_size,
+            **({"max_new_tokens": config.max_new_tokens} if config.max_new_tokens is not None else {}),
         },
     )
     swapped_inputs = _swapped_inputs(reasoner, lm, config.swap)
