@@ -21,7 +21,7 @@ The outcome of a case is classified from its exit status, its stderr and a check
 * ``other``: any other exit (a non-zero status without the one-line error).
 
 ``lost`` and ``hang`` take precedence, then ``traceback``. The script prints a Markdown table of the cases
-and the tally by outcome, and writes them as JSON (``benchmarks/results/hostile_inputs.json``). 91 cases,
+and the tally by outcome, and writes them as JSON (``benchmarks/results/hostile_inputs.json``). 95 cases,
 about 4 s each (most of it the interpreter and imports): 6-8 minutes on two CPU cores shared with other work.
 """
 
@@ -394,6 +394,33 @@ def audio_cases(w: World) -> list[Case]:
             "clear error",
         )
     )
+
+    # a long recording that holds no speech (issue 21): no segments and a note, exit 0
+    def no_speech(run):
+        summary = json.loads((Path(run.folder) / "tl" / "summary.json").read_text())
+        return None if summary.get("segments") == 0 and summary.get("notes") else f"summary: {summary}"
+
+    noise = (0.05 * np.random.default_rng(0).standard_normal(20 * sr)).astype("float32")
+    out.append(
+        Case(
+            "audio-timeline-noise-only",
+            "audio",
+            lambda f: [
+                "timeline",
+                str(f / "clip.wav"),
+                "--output",
+                str(f / "tl"),
+                "--model",
+                str(w.model),
+                "--asr",
+                "none",
+                "--no-progress",
+            ],  # fmt: skip
+            "graceful",
+            no_speech,
+            lambda f: [write_wav(f / "clip.wav", noise)][:0],
+        )
+    )
     return out
 
 
@@ -409,8 +436,11 @@ def transcript_cases(w: World) -> list[Case]:
 
     nuclei = has_note("nuclei", "no English", base=described)
     case("transcript-empty", "", "clear error")
-    case("transcript-blank-with-audio", "   ", "graceful", nuclei, audio=True)
+    # a blank transcript counts as none: the audio is transcribed (predict's --asr default), else nuclei
+    transcribed = has_note("speech recognition", "nuclei", base=described)
+    case("transcript-blank-with-audio", "   ", "graceful", transcribed, audio=True)
     case("transcript-punctuation-with-audio", "?!...", "graceful", nuclei, audio=True)
+    case("transcript-asr-bogus-backend", "   ", "clear error", audio=True, extra=("--asr", "whisperx"))
     case("transcript-10k-chars", "so " * 3333 + "a", "graceful", has_note("unreliable"))
     chinese = "我简直不敢相信你这样对我"
     case("transcript-chinese-with-audio", chinese, "graceful", nuclei, audio=True)
@@ -846,6 +876,23 @@ def model_cases(w: World) -> list[Case]:
     out.append(
         Case("model-cache-marker-garbage", "model", builtin, "clear error", None, marker, env=own_cache)
     )
+
+    # local GGUF files (issue 21): not a GGUF at all, and a header naming an architecture transformers lacks
+    def not_gguf(f):
+        write(f / "x.gguf", b"PK\x03\x04 a zip file, not a model")
+
+    def mamba_gguf(f):
+        import gguf
+
+        f.mkdir(parents=True, exist_ok=True)
+        writer = gguf.GGUFWriter(str(f / "m.gguf"), "mamba2")
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    case("model-gguf-not-gguf", "{f}/x.gguf", not_gguf)
+    case("model-gguf-unsupported-architecture", "{f}/m.gguf", mamba_gguf)
     cache_file = {"EMOLLM_CACHE": "{f}/cachefile"}
 
     def file(f):
