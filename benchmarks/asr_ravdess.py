@@ -164,8 +164,11 @@ def main() -> None:
     done: dict[str, dict] = {}
     if cache is not None and cache.exists():
         for line in cache.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:  # a line cut short by a killed run: that clip is redone
+                row = None
+            if row is not None:
                 done[row["id"]] = row
     rows = []
     cached = 0

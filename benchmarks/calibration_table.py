@@ -87,16 +87,19 @@ def calibration_row(folder: Path, corpus: str, data_root: str) -> dict:
     )
     from emollm.evaluation.harness import read_predictions
 
-    metrics = json.loads((folder / "metrics.json").read_text())
-    labels = list(metrics.get("labels") or metrics["per_class"].keys())
+    labels = json.loads((folder / "metrics.json").read_text())["metrics"]["labels"]
     rows = [r for r in read_predictions(folder / "predictions.jsonl").values() if r.get("distribution")]
     rows = [r for r in rows if r.get("gold") in labels]
+    if not rows:
+        sys.exit(f"calibration_table: {folder} holds no label distributions (a score-mode run is needed)")
     ids = [r["id"] for r in rows]
     probs = np.array([[r["distribution"][lab] for lab in labels] for r in rows], dtype=np.float64)
     probs = probs / probs.sum(1, keepdims=True)
     gold = np.array([labels.index(r["gold"]) for r in rows])
     scores = np.log(np.clip(probs, PROB_FLOOR, None))
     side = halves(corpus, ids, data_root)
+    if len(set(side.tolist())) < 2:
+        sys.exit(f"calibration_table: {folder} covers one half of dev only; cross-fitting needs both")
 
     def measures(p: np.ndarray) -> dict:
         return {
@@ -137,12 +140,13 @@ def main() -> None:
     parser.add_argument("--output-root", default="runs/calibration", help="zero-shot evaluation folders")
     parser.add_argument("--out", default="benchmarks/results/calibration.json", help="JSON results")
     args = parser.parse_args()
+    args.data_root = str(Path(args.data_root).resolve())  # the evaluations run in the repository root
 
     table: dict[str, tuple[Path, str]] = {}
     for name in [n for n in args.runs.split(",") if n]:
         if name not in ZERO_SHOT:
             parser.error(f"--runs: unknown {name!r}; accepted: {', '.join(ZERO_SHOT)}")
-        folder = Path(args.output_root) / name
+        folder = Path(args.output_root).resolve() / name
         if not (folder / "metrics.json").is_file():
             run_zero_shot(name, folder, args.data_root)
         table[ZERO_SHOT[name][0]] = (folder, ZERO_SHOT[name][1])
@@ -154,9 +158,8 @@ def main() -> None:
     results = {
         title: calibration_row(folder, corpus, args.data_root) for title, (folder, corpus) in table.items()
     }
-    write_result(
-        args.out, {"rows": results, "protocol": __doc__.split("Temperature scaling must")[1].strip()}
-    )
+    protocol = "Temperature scaling must " + __doc__.split("Temperature scaling must")[1].strip()
+    write_result(args.out, {"rows": results, "protocol": protocol})
 
     print(
         "| run | n | WA % | ECE before / after | Brier before / after | NLL before / after | T (cross-fit) | "

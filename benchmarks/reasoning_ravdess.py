@@ -69,14 +69,17 @@ ROWS = ["zero-shot", *SFT_ROWS, *GRPO_ROWS]
 
 def run(cmd: list[str]) -> None:
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, *cmd], check=True, cwd=REPO)
+    done = subprocess.run([sys.executable, *cmd], cwd=REPO)
+    if done.returncode:
+        sys.exit(f"reasoning_ravdess: this step failed (exit {done.returncode}); its error is above")
 
 
 def accuracy(folder: Path) -> dict:
     """WA, UA, parse failures and format rate of an evaluation folder's ``metrics.json``."""
-    m = json.loads((folder / "metrics.json").read_text())
-    keys = ("n", "wa", "ua", "macro_f1", "parse_failure_rate", "format_ok_rate")
-    return {k: m.get(k) for k in keys}
+    summary = json.loads((folder / "metrics.json").read_text())
+    m = summary["metrics"]  # the harness's label metrics; format_ok_rate sits beside them
+    keys = ("n", "wa", "ua", "macro_f1", "parse_failure_rate")
+    return {**{k: m.get(k) for k in keys}, "format_ok_rate": summary.get("format_ok_rate")}
 
 
 def faithfulness(model: str, folder: Path, args) -> dict:
@@ -135,15 +138,19 @@ def main() -> None:
     if unknown:
         parser.error(f"--rows: unknown {unknown}; accepted: {', '.join(ROWS)}")
 
-    root = Path(args.output_root)
+    root = Path(args.output_root).resolve()  # the subprocesses run in the repository root
+    args.data_root = str(Path(args.data_root).resolve())
+    suffix = (f"-limit{args.eval_limit}" if args.eval_limit else "") + (
+        f"-pairs{args.pairs}" if args.pairs else ""
+    )
     common = ["--data_root", args.data_root] + (
         ["--eval_limit", str(args.eval_limit)] if args.eval_limit else []
     )
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     rows: dict = read_result(out).get("rows", {}) if out.is_file() else {}
     for name in [r for r in ROWS if r in wanted]:
         if name == "zero-shot":
-            folder = root / "reasoning" / "zero-shot-eval"
+            folder = root / "reasoning" / f"zero-shot-eval{suffix}"
             if not (folder / "metrics.json").is_file():
                 cmd = [
                     "-m",
@@ -206,7 +213,7 @@ def main() -> None:
             run(cmd + (["--max_steps", str(args.grpo_max_steps)] if args.grpo_max_steps else []))
             model, evaluation = str(model_dir), model_dir / "eval-after-ravdess-dev"
         row = {"model": model, **accuracy(evaluation)}
-        row["faithfulness"] = faithfulness(model, root / "reasoning" / f"faithfulness-{name}", args)
+        row["faithfulness"] = faithfulness(model, root / "reasoning" / f"faithfulness-{name}{suffix}", args)
         rows[name] = row
         write_result(out, {"rows": rows})
 

@@ -5,8 +5,8 @@ Two backends, chosen by name:
 * ``"pocketsphinx"`` (the default, offline): the en-US acoustic model, the generic trigram language model
   (``en-us.lm.bin``) and the CMU dictionary that ship inside the ``pocketsphinx`` package emollm already
   uses for forced alignment. Word times are at 10 ms resolution; each word's confidence is its posterior
-  probability in the recogniser's word lattice. Fast (0.9 s per 3.7 s RAVDESS clip on one core) and
-  weak: 35 % of words wrong on a 24-clip sample of RAVDESS's acted sentences, about half on Praat's
+  probability in the recogniser's word lattice. Fast (0.67 s per 3.7 s RAVDESS clip on one core) and
+  weak: 41 % of words wrong on RAVDESS's 1080 acted sentences, about half on Praat's
   synthetic voice (docs/asr.md gives the measured numbers).
 * ``"hf:<local folder or hub id>"``: any transformers speech-recognition model, through transformers'
   ``automatic-speech-recognition`` pipeline with word timestamps (a Whisper checkpoint, or a CTC model such
