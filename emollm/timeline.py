@@ -99,7 +99,7 @@ def run_timeline(
     reasoner=None,
     model: str | None = None,
     asr: str = "pocketsphinx",
-    min_silence: float = 0.3,
+    min_silence: float | None = None,
     context: int = 0,
     overwrite: bool = False,
     vad: VadConfig | None = None,
@@ -116,12 +116,13 @@ def run_timeline(
             (default: the built-in default model).
         asr: Speech recognition backend for each segment: ``"pocketsphinx"``, ``"hf:<path>"`` or ``"none"``
             (no transcript: prosody from syllable nuclei, and the prompt says the words are unknown).
-        min_silence: Pauses shorter than this (seconds) do not split a segment.
+        min_silence: Pauses shorter than this (seconds) do not split a segment (default: ``vad``'s, 0.3 s
+            unless ``vad`` sets another).
         context: Show the transcripts of up to this many earlier segments as conversation context.
         overwrite: Discard what the folder holds and start again (else a folder made with other settings is
             refused).
-        vad: Further voice activity settings (:class:`~emollm.vad.VadConfig`); ``min_silence`` overrides its
-            own.
+        vad: Further voice activity settings (:class:`~emollm.vad.VadConfig`); ``min_silence``, when given,
+            overrides its own.
         progress: Show progress bars on stderr.
         **reasoner_settings: For the reasoner loaded from ``model`` (``labels``, ``strategy``, ``mode``...).
 
@@ -139,7 +140,9 @@ def run_timeline(
         raise ConfigError(f"context must be an integer >= 0 (earlier segments shown), got {context!r}")
     if reasoner is not None and (model is not None or reasoner_settings):
         raise ConfigError("give either a reasoner or model=/reasoner settings, not both")
-    vad = VadConfig(**{**(vad or VadConfig()).to_dict(), "min_silence": min_silence})
+    vad = vad or VadConfig()
+    if min_silence is not None:
+        vad = VadConfig(**{**vad.to_dict(), "min_silence": min_silence})
     path = Path(path).expanduser()
     open_info(path)  # an unreadable file fails before anything else
     _check_asr(asr)

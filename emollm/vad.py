@@ -84,9 +84,14 @@ class VadConfig:
         ]
         if not (isinstance(self.max_segment, (int, float)) and 1.0 <= self.max_segment <= 120.0):
             problems.append(f"max_segment must be in [1, 120] s, got {self.max_segment!r}")
-        if not 0 < self.voicing < 1:
+        problems += [
+            f"{name} must be a number (dB), got {getattr(self, name)!r}"
+            for name in ("threshold_db", "min_level_db")
+            if not isinstance(getattr(self, name), (int, float))
+        ]
+        if not (isinstance(self.voicing, (int, float)) and 0 < self.voicing < 1):
             problems.append(f"voicing must be in (0, 1), got {self.voicing!r}")
-        if self.floor_seconds < 1:
+        if not (isinstance(self.floor_seconds, (int, float)) and self.floor_seconds >= 1):
             problems.append(f"floor_seconds must be >= 1, got {self.floor_seconds!r}")
         if problems:
             raise ConfigError("voice activity settings: " + "; ".join(problems))
@@ -334,8 +339,8 @@ def _split(start: int, end: int, level: np.ndarray, longest: int) -> list[tuple[
     quarter = (end - start) // 4
     lo, hi = start + quarter, end - quarter  # the cut is not near an end
     lo, hi = max(lo, end - longest), min(hi, start + longest)
-    if hi <= lo:
-        lo, hi = start + 1, end - 1
+    if hi <= lo:  # over twice ``longest``: cut off a piece of half to all of ``longest``, then go on
+        lo, hi = start + longest // 2, start + longest
     cut = lo + int(np.argmin(level[lo:hi]))
     return _split(start, cut, level, longest) + _split(cut, end, level, longest)
 

@@ -43,6 +43,11 @@ def test_builtin_converts_once_then_loads_from_cache(emollm_cache, fake_gguf, ti
     assert len(fake_gguf) == 2 and is_cached("smollm2-135m-instruct")
 
 
+def test_default_names_the_default_builtin_model(emollm_cache, fake_gguf):
+    assert base.resolve_model("default") == base.resolve_model(base.DEFAULT_MODEL)
+    assert len(fake_gguf) == 1  # one conversion: both name the same cache entry
+
+
 def test_interrupted_conversion_leaves_no_half_cache(emollm_cache, fake_gguf, tiny_tokenizer, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # the user pressed Ctrl-C after the weights were written

@@ -140,6 +140,7 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
     assert saved["base_model"] == str(tiny_model_dir)
     assert saved["reasoner"]["strategy"] == script.strategy
     assert saved["reasoner"]["prosody"] == (script.route in ("text", "both"))
+    assert saved["reasoner"]["mode"] == script.eval_mode  # evaluate --model <checkpoint> decodes alike
     if tokens:
         specs = [(s["encoder"], s["projector"], s["num_tokens"], s["normalize"]) for s in saved["adapters"]]
         expected_specs = [(adapter.encoder, adapter.projector, adapter.num_tokens, adapter.normalize)]

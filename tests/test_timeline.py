@@ -300,6 +300,30 @@ def test_a_long_segment_is_split_at_its_quietest_point(recording):
     assert len(found) >= 3
 
 
+def test_speech_with_no_pause_is_cut_into_pieces_neither_too_long_nor_too_short():
+    sr = 16000
+    t = np.arange(50 * sr) / sr
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 1.5 * t)) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2 * ((t % 0.25) < 0.17)  # 80 ms dips
+    hiss = 1e-5 * (1 + t) * np.random.default_rng(0).standard_normal(len(t))  # quietest at the start
+    found = find_speech(voice + hiss, sample_rate=sr)  # max_segment 20 s, min_speech 0.25 s
+    assert all(0.25 <= end - start <= 20.0 + 1e-6 for start, end in found), found
+    assert found[0][0] < 0.1 and found[-1][1] > 49.9
+    assert all(a[1] == b[0] for a, b in zip(found, found[1:])), found
+
+
+def test_run_timeline_keeps_the_min_silence_of_its_vad_settings(tmp_path, reasoner):
+    path = _write(tmp_path, "silence.wav", np.zeros(16000))
+    out = tmp_path / "out"
+    run_timeline(path, out, reasoner=reasoner, asr="none", vad=vad.VadConfig(min_silence=0.5), progress=False)
+    assert json.loads((out / "timeline.json").read_text())["settings"]["vad"]["min_silence"] == 0.5
+
+
+def test_vad_settings_of_the_wrong_type_are_named():
+    with pytest.raises(ConfigError, match=r"threshold_db must be a number \(dB\), got '10'"):
+        vad.VadConfig(threshold_db="10")
+
+
 # -- command line ------------------------------------------------------------------------------------------
 
 

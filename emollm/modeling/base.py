@@ -165,8 +165,11 @@ def resolve_model(name_or_path: str) -> str:
     """Turn a model name into something ``from_pretrained`` loads offline where possible.
 
     Built-in names and ``.gguf`` files become their cache folder (converting on first use; a damaged entry
-    raises); an existing local folder is returned as is; anything else is treated as a Hugging Face hub id.
+    raises); ``"default"`` names :data:`DEFAULT_MODEL`; an existing local folder is returned as is; anything
+    else is treated as a Hugging Face hub id.
     """
+    if name_or_path == "default":
+        name_or_path = DEFAULT_MODEL
     if name_or_path in BUILTIN_MODELS:
         return str(convert_builtin(name_or_path))
     path = Path(name_or_path).expanduser()
@@ -246,6 +249,8 @@ def load_base_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     limit_threads()  # no more threads than CPUs this process may use (affinity, cgroup quota)
+    if name_or_path == "default":
+        name_or_path = DEFAULT_MODEL  # as resolve_model does; here too for the messages and cache checks
     source = resolve_model(name_or_path)
     folder = Path(source)
     local = folder.is_dir()

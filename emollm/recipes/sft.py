@@ -256,6 +256,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             "context_turns": script_args.context_turns,
             "prosody": route_has_prosody(script_args.route),
             "prosody_style": script_args.prosody_style,
+            "mode": script_args.eval_mode,  # `emollm evaluate --model <checkpoint>` decodes as this run did
         },
         frame_normalizers=frame_normalizers,  # the training speakers' (evaluation refits its own)
         projector_learning_rate=adapter_args.projector_learning_rate,
