@@ -42,7 +42,7 @@ import emollm
 from emollm.asr import _pocketsphinx_decoder, transcribe, word_errors
 from emollm.audio import load_audio
 from emollm.data import load_corpus
-from emollm.prosody.align import FRAME, align, decoder_input
+from emollm.prosody.align import FRAME, align, decode_utterance, decoder_input
 from emollm.prosody.textgrid import is_vowel
 
 DEFAULT_CACHE = Path("~/.cache/emollm/bench").expanduser()
@@ -66,11 +66,7 @@ def seeded_vowels(audio) -> list[list]:
     pcm, offset = decoder_input(audio)
     try:
         decoder.set_alignment()
-        decoder.reinit_feat()
-        decoder.set_cmn(cmn)
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
+        decode_utterance(decoder, cmn, pcm)
         phones = [(p.name, p.start, p.duration) for p in decoder.get_alignment().phones()]
     except RuntimeError:  # no hypothesis to align (nothing recognised)
         phones = []

@@ -175,15 +175,11 @@ def decode_pocketsphinx(audio: Audio):
     model's initial cepstral mean and a fresh noise estimate, so that a result does not depend on what was
     decoded before.
     """
-    from emollm.prosody.align import decoder_input
+    from emollm.prosody.align import decode_utterance, decoder_input
 
     pcm, offset = decoder_input(audio)
     decoder, cmn = _pocketsphinx_decoder()
-    decoder.reinit_feat()
-    decoder.set_cmn(cmn)
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
+    decode_utterance(decoder, cmn, pcm)
     return decoder, offset
 
 

@@ -244,14 +244,23 @@ def _phone_loop():
     return decoder, decoder.get_cmn()
 
 
-def _loop_scores(pcm: bytes, frames: int) -> np.ndarray | None:
-    """Acoustic score of each frame on the best free phone path (each phone's score spread evenly)."""
-    decoder, cmn = _phone_loop()
+def decode_utterance(decoder, cmn: str, pcm: bytes) -> None:
+    """Decode ``pcm`` (16 kHz int16) as one utterance, from the model's initial cepstral mean ``cmn``.
+
+    ``reinit_feat`` also resets the noise estimate: pocketsphinx otherwise carries both over from the
+    previous utterance, and a result would depend on what was decoded before.
+    """
     decoder.reinit_feat()
     decoder.set_cmn(cmn)
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
+
+
+def _loop_scores(pcm: bytes, frames: int) -> np.ndarray | None:
+    """Acoustic score of each frame on the best free phone path (each phone's score spread evenly)."""
+    decoder, cmn = _phone_loop()
+    decode_utterance(decoder, cmn, pcm)
     logmath = decoder.get_logmath()
     scores = np.zeros(frames + 1)
     segments = list(decoder.seg())
@@ -271,19 +280,11 @@ def _run_alignment(decoder, cmn: str, words: list[str], pcm: bytes):
     estimate over from the previous utterance, and an alignment would depend on what was aligned before.
     """
     decoder.set_align_text(" ".join(words))
-    decoder.reinit_feat()  # resets the noise estimate too, which also carries over
-    decoder.set_cmn(cmn)
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
+    decode_utterance(decoder, cmn, pcm)
     if decoder.hyp() is None:
         return None
     decoder.set_alignment()
-    decoder.reinit_feat()  # resets the noise estimate too, which also carries over
-    decoder.set_cmn(cmn)
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
+    decode_utterance(decoder, cmn, pcm)
     return decoder.get_alignment()
 
 
