@@ -82,32 +82,21 @@ def accuracy(folder: Path) -> dict:
     return {**{k: m.get(k) for k in keys}, "format_ok_rate": summary.get("format_ok_rate")}
 
 
+def on_dev(command: str, model: str, folder: Path, args, limit: int | None) -> None:
+    """``emollm <command>`` (evaluate or faithfulness) on RAVDESS dev in generate mode, unless ``folder`` is
+    complete; the zero-shot default model is asked with the ``acoustic`` template (think, then answer)."""
+    if (folder / "metrics.json").is_file():
+        return
+    cmd = ["-m", "emollm.cli", command, "--data", "ravdess", "--split", "dev", "--model", model, "--mode",
+           "generate", "--output", str(folder), "--data_root", args.data_root, "--no-progress"]  # fmt: skip
+    if model == "default":
+        cmd += ["--strategy", "acoustic"]
+    run(cmd + (["--limit", str(limit)] if limit else []))
+
+
 def faithfulness(model: str, folder: Path, args) -> dict:
     """``emollm faithfulness --mode generate`` on dev (resumable); its swap shares and claim checks."""
-    if not (folder / "metrics.json").is_file():
-        cmd = [
-            "-m",
-            "emollm.cli",
-            "faithfulness",
-            "--data",
-            "ravdess",
-            "--split",
-            "dev",
-            "--model",
-            model,
-            "--mode",
-            "generate",
-            "--output",
-            str(folder),
-            "--data_root",
-            args.data_root,
-            "--no-progress",
-        ]
-        if model == "default":
-            cmd += ["--strategy", "acoustic"]
-        if args.pairs:
-            cmd += ["--limit", str(args.pairs)]
-        run(cmd)
+    on_dev("faithfulness", model, folder, args, args.pairs)
     m = json.loads((folder / "metrics.json").read_text())
     own = m.get("claims", {}).get("original", {}).get("recipient", {})
     return {
@@ -151,28 +140,7 @@ def main() -> None:
     for name in [r for r in ROWS if r in wanted]:
         if name == "zero-shot":
             folder = root / "reasoning" / f"zero-shot-eval{suffix}"
-            if not (folder / "metrics.json").is_file():
-                cmd = [
-                    "-m",
-                    "emollm.cli",
-                    "evaluate",
-                    "--data",
-                    "ravdess",
-                    "--split",
-                    "dev",
-                    "--model",
-                    "default",
-                    "--strategy",
-                    "acoustic",
-                    "--mode",
-                    "generate",
-                    "--output",
-                    str(folder),
-                    "--data_root",
-                    args.data_root,
-                    "--no-progress",
-                ]
-                run(cmd + (["--limit", str(args.eval_limit)] if args.eval_limit else []))
+            on_dev("evaluate", "default", folder, args, args.eval_limit)
             model, evaluation = "default", folder
         elif name in SFT_ROWS:
             target, extra = SFT_ROWS[name]
