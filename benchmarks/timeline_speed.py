@@ -25,7 +25,10 @@ label without a generated rationale, whose cost grows with ``max_new_tokens`` an
 * **segments**: found / true; **label acc.**: the share of clips whose one overlapping segment (more than half
   of the clip) got the clip's RAVDESS label (zero-shot, for scale only).
 
-``--minutes 1`` is a quick check (about a minute with ``--asr none``).
+``--minutes 1`` is a quick check (about a minute with ``--asr none``). Each row is written to ``--out`` as
+soon as it is measured, with the command that made it, and replaces only an earlier row of the same length,
+ASR, model and mode: ``--minutes 10`` and ``--minutes 60`` can run in separate sessions, and the table printed
+at the end is every row in the file.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import argparse
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import write_result
+from _common import is_envelope, write_result
 
 SAMPLE_RATE = 48000
 PAUSE = (0.5, 2.0)
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/timeline_speed.json"))
     args = parser.parse_args(argv)
 
-    rows_out = []
+    rows_out = earlier_rows(args.out)
     for minutes in args.minutes:
         started = time.perf_counter()
         wav, spans = build_recording(minutes, args.data_root, args.work, args.seed)
@@ -195,28 +199,49 @@ def main(argv: list[str] | None = None) -> dict:
             "asr": args.asr,
             "model": args.model or "default",
             "mode": args.mode,
+            "seed": args.seed,
             "tolerance": args.tolerance,
             "timeline_seconds": summary["seconds"],
+            "command": shlex.join(["python", *sys.argv]),
             **score(rows, spans, args.tolerance),
         }
-        rows_out.append(row)
+        rows_out = [r for r in rows_out if _key(r) != _key(row)] + [row]
+        rows_out.sort(key=lambda r: (r["asr"], r["model"], r["mode"], r["minutes"]))
+        if args.out:
+            write_result(args.out, {"rows": rows_out})
 
     print()
-    columns = ["minutes", "audio s / s", "peak RSS (MB)", "boundary precision", "boundary recall"]
-    columns += ["segments found / true", "label acc."]
+    columns = ["minutes", "ASR", "model", "audio s / s", "peak RSS (MB)", "boundary precision"]
+    columns += ["boundary recall", "segments found / true", "label acc."]
     print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|")
+    print("|" + "---|" * len(columns))
     for r in rows_out:
         accuracy = "-" if r["label_accuracy"] is None else f"{r['label_accuracy']:.3f}"
         print(
-            f"| {r['minutes']:g} | {r['audio_s_per_s']:.2f} | {r['peak_rss_mb']} | {r['precision']:.3f} | "
-            f"{r['recall']:.3f} | {r['segments_found']} / {r['segments_true']} | {accuracy} |"
+            f"| {r['minutes']:g} | {r['asr']} | {r['model']} | {r['audio_s_per_s']:.2f} | "
+            f"{r['peak_rss_mb']} | {r['precision']:.3f} | {r['recall']:.3f} | "
+            f"{r['segments_found']} / {r['segments_true']} | {accuracy} |"
         )
-    results = {"rows": rows_out, "asr": args.asr, "seed": args.seed}
     if args.out:
-        write_result(args.out, results)
         print(f"\nwrote {args.out}")
-    return results
+    return {"rows": rows_out}
+
+
+def _key(row: dict) -> tuple:
+    return row["minutes"], row["asr"], row["model"], row["mode"], row.get("seed", 0)
+
+
+def earlier_rows(path: Path | None) -> list[dict]:
+    """The rows already in ``path``; a row written before rows carried their command gets the file's."""
+    if not path or not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    results = data["results"] if is_envelope(data) else data
+    rows = results.get("rows", [])
+    for row in rows:
+        row.setdefault("command", data.get("command"))
+        row.setdefault("seed", results.get("seed", 0))
+    return rows
 
 
 if __name__ == "__main__":
