@@ -14,7 +14,8 @@ turns of the conversation, no audio. Rows:
 * **zero-shot**: the evaluation harness on the default model, ``minimal`` template, 2 context turns, score
   mode, into ``<output-root>/meld-dev-zero-shot-minimal-score-c2`` (resumable).
 * **sft-cpu**: ``recipes/configs/meld/sft_cpu.yaml`` into ``<output-root>/meld-cpu``: the config sized for
-  this 2-core CPU (bf16, ~2 h): LoRA on attention and MLP, square-root class weights. Its recall per class
+  this 2-core CPU: 2 epochs, bf16, square-root class weights, LoRA r16 on q/k/v/o (3-4.5 h here, resumable
+  across sessions). Its recall per class
   is printed under the table.
 * **sft**: ``recipes/sft.py --config recipes/configs/meld/sft.yaml`` in this process (LoRA r16 on q/k/v/o,
   ``minimal`` template, 2 context turns, 1 epoch = 1,249 steps of batch 8), evaluated by the recipe on dev
@@ -61,7 +62,7 @@ PEERS = {
 }
 ZERO_SHOT = "zero-shot: minimal, 2 turns, score"
 SFT = "SFT: LoRA, minimal, 2 turns"
-SFT_CPU = "SFT, CPU config: LoRA all linear, sqrt class weights, bf16"
+SFT_CPU = "SFT, CPU config: 2 epochs, sqrt class weights, bf16"
 SFT_ROWS = {  # --rows name -> (row, config, output folder under --output-root)
     "sft": (SFT, "sft.yaml", "meld"),
     "sft-cpu": (SFT_CPU, "sft_cpu.yaml", "meld-cpu"),

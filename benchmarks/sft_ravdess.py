@@ -19,10 +19,11 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
   ``--projector-lr`` (the projector's own learning rate) override the configs (``--epochs`` defaults to
   theirs, 2: 210 steps of batch 8). (d) is the tokens route with the ``prosody_functionals`` encoder, K=4,
   projector learning rate 1e-3.
-* **(e)-(n)**: levers on top of (d) (``VARIANTS``): a second encoder at the same placeholder, training-time
+* **(e)-(p)**: levers on top of (d) (``VARIANTS``): a second encoder at the same placeholder, training-time
   augmentation (train clips only; compute-matched, 210 steps like (d)), class weights, LoRA on the MLP too,
   more epochs, a higher LoRA rank, label smoothing; (k) is the text route (a) with the ``measures``
-  description.
+  description; (o) combines the two best single levers of one seed, speed perturbation and label
+  smoothing; (p) is (n) with seed 1.
   Not in the default ``--rows``: ``--rows functionals-speed,functionals-noise`` etc.
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
@@ -72,6 +73,8 @@ ROUTES = {
     "functionals-3ep": "(l) (d) with 3 epochs",
     "functionals-r32": "(m) (d) with LoRA rank 32 (alpha 64)",
     "functionals-smooth": "(n) (d) with label smoothing 0.1",
+    "functionals-speed-smooth": "(o) (d) + speed 0.9/1.1 copies + label smoothing 0.1, same steps",
+    "functionals-smooth-seed1": "(p) (n) with seed 1",
 }
 # row -> (config under recipes/configs/ravdess/, extra overrides). The augmentation rows keep (d)'s 210
 # steps (2 epochs of 840 clips): with n copies per clip, 2 / (1 + n) epochs of the larger set, so they cost
@@ -92,6 +95,18 @@ VARIANTS = {
     "functionals-3ep": ("sft_functionals.yaml", ["--num_train_epochs", "3"]),
     "functionals-r32": ("sft_functionals.yaml", ["--lora_r", "32", "--lora_alpha", "64"]),
     "functionals-smooth": ("sft_functionals.yaml", ["--label_smoothing_factor", "0.1"]),
+    "functionals-speed-smooth": (
+        "sft_functionals.yaml",
+        [
+            "--augment",
+            "speed0.9,speed1.1",
+            "--num_train_epochs",
+            str(2 / 3),
+            "--label_smoothing_factor",
+            "0.1",
+        ],
+    ),
+    "functionals-smooth-seed1": ("sft_functionals.yaml", ["--label_smoothing_factor", "0.1", "--seed", "1"]),
     "functionals-mlp": (
         "sft_functionals.yaml",
         [
