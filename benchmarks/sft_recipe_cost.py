@@ -32,8 +32,9 @@ in a subprocess with ``$EMOLLM_CACHE`` in a fresh temporary folder (nothing cach
 copy to write the WAV (``augment_utterances``) and to extract its prosody (``describe_utterances``, one
 worker), which is what the functionals encoder and the description read.
 
-The steps of different rows run minutes apart: the spread between processes is about 20 % here (see "SFT
-cost" in docs/results.md), so only differences well beyond that mean anything.
+The steps of different rows run minutes apart, and the same row in two processes has differed by up to half
+here (MELD's attention-only row: 4.25 and 6.50 s/step, the machine idle both times): compare rows within one
+run, and only differences well beyond that.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ def main() -> None:
             f"{row['peak_rss_mb']} | {row['trainable']:,} |"
         )
     if "augmentation" in results:
-        print(f"\n| augmentation ({args.augment_clips} clips) | s per copy: WAV | s per copy: prosody |")
+        clips = results["augmentation"]["clips"]
+        print(f"\n| augmentation ({clips} clips) | s per copy: WAV | s per copy: prosody |")
         print("|---|---:|---:|")
         for name, value in results["augmentation"].items():
             if isinstance(value, dict):
