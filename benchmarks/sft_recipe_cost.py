@@ -188,7 +188,7 @@ def main() -> None:
             "s_per_step_median": statistics.median(timed),
             "step_s": worker["step_s"],
             "peak_rss_mb": round(peak),
-            "trainable": sum(worker["parameters"][k] for k in ("lora", "projector", "other_trainable")),
+            "trainable": worker["parameters"]["trainable"],
             "parameters": worker["parameters"],
             "recipe_s": worker["recipe_s"],
         }
