@@ -172,6 +172,25 @@ def warmup_steps(text: str) -> int:
     return value
 
 
+def run_measured(command: list[str], env: dict | None = None) -> dict:
+    """Run ``command`` to its end: ``{"status": exit code, "seconds": wall time, "peak_rss_mb": its peak}``.
+
+    The peak resident memory is the child's own (``os.wait4``'s ``ru_maxrss``, KiB on Linux), not this
+    process's: what a command costs when a benchmark starts it in a fresh process.
+    """
+    import subprocess
+
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    return {
+        "status": os.waitstatus_to_exitcode(status),
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
 def rss_mb() -> float:
     """Current resident set size (MB) of this process (NaN where ``/proc`` is missing)."""
     status = Path("/proc/self/status")

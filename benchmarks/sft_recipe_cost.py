@@ -43,13 +43,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import read_result, warmup_steps, write_result
+from _common import read_result, run_measured, warmup_steps, write_result
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "recipes/configs"
@@ -138,11 +137,10 @@ def subprocess_run(arguments: list[str], env: dict | None = None) -> tuple[dict,
     with tempfile.TemporaryDirectory() as folder:
         result_path = Path(folder) / "result.json"
         command = [sys.executable, __file__, *arguments, "--result", str(result_path)]
-        process = subprocess.Popen(command, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"worker {arguments} failed with status {os.waitstatus_to_exitcode(status)}")
-        return json.loads(result_path.read_text()), usage.ru_maxrss / 1024
+        run = run_measured(command, env)
+        if run["status"] != 0:
+            raise SystemExit(f"worker {arguments} failed with status {run['status']}")
+        return json.loads(result_path.read_text()), run["peak_rss_mb"]
 
 
 def main() -> None:

@@ -38,12 +38,11 @@ import json
 import os
 import random
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import is_envelope, write_result
+from _common import is_envelope, run_measured, write_result
 
 SAMPLE_RATE = 48000
 PAUSE = (0.5, 2.0)
@@ -109,12 +108,7 @@ def run_timeline(wav: Path, output: Path, args) -> dict:
     if args.model:
         command += ["--model", args.model]
     command += ["--mode", args.mode]
-    start = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "status": process.returncode}
+    return run_measured(command)
 
 
 def boundary_scores(found: list[float], true: list[float], tolerance: float) -> int:
