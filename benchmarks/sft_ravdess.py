@@ -23,7 +23,8 @@ Train on actors 01-14 (840 clips), evaluate on actors 15-18 (240 clips, never se
   augmentation (train clips only; compute-matched, 210 steps like (d)), class weights, LoRA on the MLP too,
   more epochs, a higher LoRA rank, label smoothing; (k) is the text route (a) with the ``measures``
   description; (o) combines the two best single levers of one seed, speed perturbation and label
-  smoothing; (p) is (n) with seed 1.
+  smoothing; (p) is (n) with seed 1; (q)-(s) are the seeds that compare (d) and (n) over three seeds
+  each (0, 1, 2): (d) with seeds 1 and 2, (n) with seed 2.
   Not in the default ``--rows``: ``--rows functionals-speed,functionals-noise`` etc.
 
 It prints one table (WA, UA, macro F1 on dev, training seconds) with the chance and majority-class baselines
@@ -75,6 +76,9 @@ ROUTES = {
     "functionals-smooth": "(n) (d) with label smoothing 0.1",
     "functionals-speed-smooth": "(o) (d) + speed 0.9/1.1 copies + label smoothing 0.1, same steps",
     "functionals-smooth-seed1": "(p) (n) with seed 1",
+    "functionals-seed1": "(q) (d) with seed 1",
+    "functionals-seed2": "(r) (d) with seed 2",
+    "functionals-smooth-seed2": "(s) (n) with seed 2",
 }
 # row -> (config under recipes/configs/ravdess/, extra overrides). The augmentation rows keep (d)'s 210
 # steps (2 epochs of 840 clips): with n copies per clip, 2 / (1 + n) epochs of the larger set, so they cost
@@ -107,6 +111,9 @@ VARIANTS = {
         ],
     ),
     "functionals-smooth-seed1": ("sft_functionals.yaml", ["--label_smoothing_factor", "0.1", "--seed", "1"]),
+    "functionals-seed1": ("sft_functionals.yaml", ["--seed", "1"]),
+    "functionals-seed2": ("sft_functionals.yaml", ["--seed", "2"]),
+    "functionals-smooth-seed2": ("sft_functionals.yaml", ["--label_smoothing_factor", "0.1", "--seed", "2"]),
     "functionals-mlp": (
         "sft_functionals.yaml",
         [

@@ -276,6 +276,31 @@ def test_generate_mode_checks_the_rationale_against_both_clips(
     assert "| swapped | donor | 100.0 |" in (tmp_path / "gen" / "report.md").read_text()
 
 
+def test_context_turns_default_to_the_checkpoints_own(speech_manifest, tmp_path):
+    from emollm.modeling.checkpoint import CONFIG_NAME, FORMAT_VERSION
+
+    def folder(name, reasoner):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"format_version": FORMAT_VERSION, "base_model": "tiny", "adapters": [], "reasoner": reasoner}
+        (path / CONFIG_NAME).write_text(json.dumps(config))
+        return str(path)
+
+    def context(model, **given):
+        return FaithfulnessConfig(data=f"manifest:{speech_manifest}", model=model, **given).context
+
+    trained_on_two = folder("two", {"context_turns": 2})
+    assert context(trained_on_two) == 2  # as the checkpoint was trained, as evaluate asks it
+    assert context(trained_on_two, context=0) == 0  # a given option wins
+    assert context(folder("all", {"context_turns": None})) == 0  # "all turns" is no number: none
+    assert context(folder("unsaved", {})) == 0
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / CONFIG_NAME).write_text("{")
+    with pytest.raises(ConfigError, match="cannot read the checkpoint config"):
+        context(str(broken))
+
+
 def test_cli_faithfulness(tiny_model_dir, speech_manifest, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["faithfulness", "--data", f"manifest:{speech_manifest}", "--split", "dev", "--labels", "ravdess8",

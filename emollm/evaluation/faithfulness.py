@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emollm.errors import ConfigError, DataError, check_config
-from emollm.evaluation.harness import run_problems
+from emollm.errors import ConfigError, DataError, ModelError, check_config
+from emollm.evaluation.harness import checkpoint_settings, run_problems
 from emollm.evaluation.runs import (
     append_predictions,
     hold_run_folder,
@@ -173,7 +173,12 @@ class FaithfulnessConfig:
             "choices": ["vowel", "utterance", "measures"],
         },
     )
-    context: int = field(default=0, metadata={"help": "earlier conversation turns shown (the recipient's)"})
+    context: int | None = field(
+        default=None,
+        metadata={
+            "help": "earlier conversation turns shown, the recipient's (default: a checkpoint's own, else 0)"
+        },
+    )
     labels: str | None = field(default=None, metadata={"help": "label set (default: the corpus's own)"})
     limit: int | None = field(default=None, metadata={"help": "N pairs drawn with --seed (default: all)"})
     seed: int = field(default=0, metadata={"help": "seed of the donor draw and of the --limit draw"})
@@ -208,7 +213,15 @@ class FaithfulnessConfig:
     def __post_init__(self):
         if self.model == "default":
             self.model = DEFAULT_MODEL
-        problems = run_problems(self)
+        problems = []
+        if self.context is None:  # as the checkpoint was trained (the harness's rule), else none
+            try:
+                saved = checkpoint_settings(self.model).get("context_turns")
+            except ModelError as exc:  # an unreadable emollm_config.json
+                saved = None
+                problems.append(str(exc))
+            self.context = saved if isinstance(saved, int) and not isinstance(saved, bool) else 0
+        problems += run_problems(self)
         if self.device is not None:
             from emollm.api import device_problem
 
