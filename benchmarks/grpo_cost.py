@@ -19,7 +19,10 @@ wall time between consecutive ``on_step_end`` callbacks (fetching the batch, sam
 ``inputs_embeds``, the rewards, the policy's log-probabilities, backward, AdamW). The trainer's
 ``generate_seconds`` splits the step into generation and the rest. The first ``warmup`` steps (at least 1)
 are dropped. Before each subprocess the script waits for a 1-minute load average below
-``--quiet-load`` (at most ``--quiet-wait`` s) and records the load.
+``--quiet-load`` (at most ``--quiet-wait`` s) and records the load. Not in the default run: ``text-bf16``,
+the text route in bf16 (``--bf16 true --use_cpu true``: autocast on the CPU); measure it beside ``text``
+(``--routes text,text-bf16``), as runs minutes apart differ. A run keeps the routes already in ``--out``
+that it does not measure.
 """
 
 from __future__ import annotations
@@ -35,11 +38,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import StepTimer, rss_mb, spread_subset, wait_until_quiet, warmup_steps, write_result
+from _common import (
+    StepTimer,
+    read_result,
+    rss_mb,
+    spread_subset,
+    wait_until_quiet,
+    warmup_steps,
+    write_result,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    route: REPO / "recipes" / "configs" / "ravdess" / f"grpo_{route}.yaml" for route in ("text", "tokens")
+CONFIGS = REPO / "recipes" / "configs" / "ravdess"
+ROUTES = {  # --routes name -> (config, recipe overrides)
+    "text": ("grpo_text.yaml", []),
+    "tokens": ("grpo_tokens.yaml", []),
+    "text-bf16": ("grpo_text.yaml", ["--bf16", "true", "--use_cpu", "true"]),  # autocast on the CPU
 }
 
 
@@ -65,8 +79,9 @@ def run_worker(route: str, args) -> dict:
         "--max_completion_length", str(args.completion_tokens),
         "--model_name_or_path", "smollm2-135m-instruct",  # the configs start from SFT checkpoints: same size
     ]  # fmt: skip
+    config, extra = ROUTES[route]
     script, training, model_args, adapter = parse_recipe_args(
-        make_parser(), ["--config", str(CONFIGS[route]), *overrides]
+        make_parser(), ["--config", str(CONFIGS / config), *overrides, *extra]
     )
     training.remove_unused_columns = False
     training.generation_kwargs = {"min_new_tokens": args.completion_tokens}
@@ -162,10 +177,13 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(run_worker(args.worker, args)))
         return
 
-    results = {"model": "smollm2-135m-instruct", "routes": {}}
-    for route in args.routes.split(","):
-        if route not in CONFIGS:
-            parser.error(f"--routes: unknown {route!r}; accepted: {', '.join(CONFIGS)}")
+    routes = args.routes.split(",")
+    unknown = [route for route in routes if route not in ROUTES]
+    if unknown:
+        parser.error(f"--routes: unknown {', '.join(unknown)}; accepted: {', '.join(ROUTES)}")
+    earlier = read_result(args.out) if Path(args.out).is_file() else {}
+    results = {"model": "smollm2-135m-instruct", "routes": dict(earlier.get("routes", {}))}  # a run replaces
+    for route in routes:  # the routes it measures and keeps the others
         load = wait_until_quiet(args.quiet_load, args.quiet_wait)
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
             result_path = handle.name

@@ -18,7 +18,10 @@ RSS is the subprocess's (``os.wait4``): model, data and training together. Rows 
 * **LoRA attention + MLP**: (d) with LoRA on the MLP too, row (j);
 * **class weights**: (d) with ``--class_weights balanced``, row (i): the weighted loss (TRL's fused head);
 * **label smoothing**: (d) with ``--label_smoothing_factor 0.1``, row (n): TRL computes the full logits for
-  the smoothed loss, then a second forward pass without gradients for its metrics.
+  the smoothed loss, then a second forward pass without gradients for its metrics;
+* **evidence target**: ``sft_evidence.yaml``, the text route trained to write the evidence rationale
+  (issue 19; the evidence model is fitted on the row's clips first), and the same in bf16 (``--bf16 true
+  --use_cpu true``: autocast on the CPU), to size ``benchmarks/reasoning_ravdess.py``.
 
 Not in the default run (``--rows meld-cpu,meld-cpu-mlp,meld-cpu-mlp-fp32``): ``meld/sft_cpu.yaml`` (text and
 two context turns, square-root class weights, bf16) with LoRA on attention (as shipped), on attention and MLP,
@@ -56,6 +59,8 @@ ATTENTION = ["--lora_target_modules", "q_proj", "k_proj", "v_proj", "o_proj"]
 ALL_LINEAR = [*ATTENTION, "gate_proj", "up_proj", "down_proj"]
 D = "ravdess/sft_functionals.yaml"
 MELD_CPU = "meld/sft_cpu.yaml"
+EVIDENCE = "ravdess/sft_evidence.yaml"
+BF16_CPU = ["--bf16", "true", "--use_cpu", "true"]  # use_cpu: transformers takes bf16 without a GPU
 ROWS = {  # name -> (title, config, recipe overrides)
     "text": ("text: description in the prompt, LoRA q/k/v/o", "ravdess/sft_text.yaml", []),
     "functionals": ("(d) functionals, K=4, LoRA + mlp", D, []),
@@ -64,6 +69,8 @@ ROWS = {  # name -> (title, config, recipe overrides)
     "mlp-lora": ("(j) (d), LoRA on attention + MLP", D, ALL_LINEAR),
     "class-weights": ("(i) (d), balanced class weights", D, ["--class_weights", "balanced"]),
     "label-smoothing": ("(n) (d), label smoothing 0.1", D, ["--label_smoothing_factor", "0.1"]),
+    "evidence-text": ("text route, evidence target (sft_evidence.yaml)", EVIDENCE, []),
+    "evidence-text-bf16": ("the same in bf16 (autocast on the CPU)", EVIDENCE, BF16_CPU),
     "meld-cpu": ("MELD sft_cpu.yaml: LoRA q/k/v/o, bf16", MELD_CPU, ATTENTION),
     "meld-cpu-mlp": ("MELD sft_cpu.yaml, LoRA attention + MLP", MELD_CPU, ALL_LINEAR),
     "meld-cpu-mlp-fp32": ("the same in float32", MELD_CPU, [*ALL_LINEAR, "--bf16", "false"]),
