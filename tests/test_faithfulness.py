@@ -282,7 +282,12 @@ def test_context_turns_default_to_the_checkpoints_own(speech_manifest, tmp_path)
     def folder(name, reasoner):
         path = tmp_path / name
         path.mkdir()
-        config = {"format_version": FORMAT_VERSION, "base_model": "tiny", "adapters": [], "reasoner": reasoner}
+        config = {
+            "format_version": FORMAT_VERSION,
+            "base_model": "tiny",
+            "adapters": [],
+            "reasoner": reasoner,
+        }
         (path / CONFIG_NAME).write_text(json.dumps(config))
         return str(path)
 
