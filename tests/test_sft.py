@@ -437,3 +437,47 @@ def test_weighted_loss_equals_trl_loss_at_weight_one_and_weights_each_example(ti
         torch.testing.assert_close(zeroed, expected)
     with pytest.raises(ConfigError, match="no loss weight for label"):
         MultimodalCollator(tiny_tokenizer, {}, loss_weights={"happy": 1.0})(examples)
+
+
+def test_label_positions_only_give_the_fused_heads_log_probs_and_gradients(tiny_tokenizer, tmp_path):
+    from emollm.modeling.adapters import build_inputs_embeds
+    from emollm.training.sft import label_log_probs
+
+    lm = make_lm(tiny_tokenizer)
+    trainer, model = train(lm, tiny_tokenizer, tmp_path)
+    model.train()
+    examples = build_examples(
+        utterances(4), EmotionReasoner(lm, labels=LABELS, strategy="minimal").prompts, frames=None
+    )
+    batch = MultimodalCollator(tiny_tokenizer, {})(examples)
+    inputs = {
+        "inputs_embeds": build_inputs_embeds(model, batch["input_ids"], None, batch["text_mask"]),
+        "attention_mask": batch["attention_mask"],
+        "labels": batch["labels"],
+    }
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def scored(fused: bool):
+        model.zero_grad()
+        if fused:
+            out = model(**inputs, use_cache=False, fused_lm_head=True)
+            log_probs, mask = out.log_probs, out.label_mask
+        else:
+            log_probs, mask = label_log_probs(model, inputs)
+        log_probs.sum().backward(retain_graph=True)
+        return log_probs.detach(), mask, {n: p.grad.clone() for n, p in lora.items()}
+
+    fused, compact = scored(True), scored(False)
+    assert compact[1].sum() == (batch["labels"] != -100).sum()  # the label tokens, no others
+    torch.testing.assert_close(compact[1], fused[1])
+    torch.testing.assert_close(compact[0], fused[0])
+    assert (compact[0][~compact[1]] == 0).all() and (compact[0][compact[1]] < 0).all()
+    for name in lora:
+        torch.testing.assert_close(compact[2][name], fused[2][name], msg=name)
+    assert any(g.abs().sum() > 0 for g in compact[2].values())  # the LoRA weights get a gradient
+    # under bf16 autocast (the CPU recipe's) the decoder runs in bf16, the head in float32
+    with torch.no_grad():
+        low, _ = label_log_probs(model, inputs, torch.autocast("cpu", dtype=torch.bfloat16))
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, fused[0], atol=0.1, rtol=0.05)
+    assert not torch.equal(low, fused[0])  # bf16 really ran

@@ -24,6 +24,7 @@ The recipe (:mod:`emollm.recipes.sft`, ``emollm sft``) reads top to bottom; the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from trl import SFTTrainer
 
 from emollm.errors import ConfigError
 from emollm.io import write_text_atomic
-from emollm.modeling.adapters import build_inputs_embeds, get_projectors
+from emollm.modeling.adapters import build_inputs_embeds, get_projectors, unwrap_model
 from emollm.training.optim import ProjectorLearningRateMixin
 from emollm.training.resume import EmollmCheckpointMixin
 
@@ -239,6 +240,46 @@ def count_parameters(model) -> dict[str, int]:
     return counts
 
 
+def label_log_probs(model, inputs: Mapping, autocast=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Log-probabilities of the label tokens, ``(B, L - 1)`` and zero elsewhere, with their mask.
+
+    What ``model(**inputs, fused_lm_head=True)`` returns as ``log_probs`` and ``label_mask`` (TRL's fused LM
+    head), computed by running the decoder and then the LM head, in float32, on the positions that predict a
+    label token only. None for a model whose logits are scaled or soft-capped (the fused head knows how).
+
+    Args:
+        model: The causal LM, PEFT-wrapped or not.
+        inputs: ``inputs_embeds``, ``attention_mask`` and ``labels`` (-100 where nothing is scored).
+        autocast: The context the decoder runs in (the trainer's ``accelerator.autocast()``, which the
+            wrapped model's own forward would have entered); none by default.
+    """
+    causal = unwrap_model(model)
+    config = causal.config.get_text_config()
+    scaled = (
+        "final_logit_softcapping",
+        "logit_scale",
+        "output_multiplier",
+        "lm_head_multiplier",
+        "logits_scaling",
+    )
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in scaled):
+        return None
+    head = causal.get_output_embeddings()
+    decoder = getattr(causal, causal.base_model_prefix)
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
+    with autocast if autocast is not None else contextlib.nullcontext():
+        hidden = decoder(**kwargs, use_cache=False).last_hidden_state
+    labels = inputs["labels"][:, 1:]  # position t predicts token t + 1
+    mask = labels != -100
+    with torch.autocast(hidden.device.type, enabled=False):
+        bias = None if head.bias is None else head.bias.float()
+        logits = torch.nn.functional.linear(hidden[:, :-1][mask].float(), head.weight.float(), bias)
+        picked = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    log_probs = torch.zeros(labels.shape, dtype=picked.dtype, device=picked.device)
+    log_probs[mask] = picked
+    return log_probs, mask
+
+
 class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTrainer):
     """TRL's ``SFTTrainer`` with pseudo-token injection and emollm checkpoints.
 
@@ -285,10 +326,18 @@ class EmotionSFTTrainer(EmollmCheckpointMixin, ProjectorLearningRateMixin, SFTTr
             return super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-        # TRL's fused head: log-probabilities of the label tokens only (zero elsewhere), no full logits
-        outputs = model(**inputs, use_cache=False, fused_lm_head=True)
-        per_token = -outputs.log_probs * weights.to(outputs.log_probs.dtype)[:, None]
-        count = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+        # log-probabilities of the label tokens only (zero elsewhere), never the full logits: TRL's fused head
+        # on CUDA; elsewhere that kernel projects every position (its tile shapes stay fixed), ~20x the label
+        # positions of a label-only target, so only the label positions go through the head
+        compact = None
+        if inputs["inputs_embeds"].device.type != "cuda":
+            compact = label_log_probs(model, inputs, self.accelerator.autocast())
+        if compact is None:
+            outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+            compact = outputs.log_probs, outputs.label_mask
+        log_probs, label_mask = compact
+        per_token = -log_probs * weights.to(log_probs.dtype)[:, None]
+        count = label_mask.sum() if num_items_in_batch is None else num_items_in_batch
         loss = per_token.sum() / torch.as_tensor(count, device=per_token.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
