@@ -414,13 +414,19 @@ def test_class_weights_average_one_over_the_examples_and_favour_rare_classes():
         class_weights(labels, "inverse")
 
 
-def test_weighted_loss_equals_trl_loss_at_weight_one_and_weights_each_example(tiny_tokenizer, tmp_path):
-    lm = make_lm(tiny_tokenizer)
-    trainer, model = train(lm, tiny_tokenizer, tmp_path)
+def trainer_and_examples(tokenizer, tmp_path):
+    """A trainer on the tiny model with LoRA, its model in train mode, and four labelled examples."""
+    lm = make_lm(tokenizer)
+    trainer, model = train(lm, tokenizer, tmp_path)
     model.train()
     examples = build_examples(
         utterances(4), EmotionReasoner(lm, labels=LABELS, strategy="minimal").prompts, frames=None
     )
+    return trainer, model, examples
+
+
+def test_weighted_loss_equals_trl_loss_at_weight_one_and_weights_each_example(tiny_tokenizer, tmp_path):
+    trainer, model, examples = trainer_and_examples(tiny_tokenizer, tmp_path)
     collator = MultimodalCollator(tiny_tokenizer, {}, loss_weights={"happy": 1.0, "sad": 1.0})
     batch = collator(examples)
     assert batch["loss_weights"].tolist() == [1.0, 1.0, 1.0, 1.0]
@@ -443,12 +449,7 @@ def test_label_positions_only_give_the_fused_heads_log_probs_and_gradients(tiny_
     from emollm.modeling.adapters import build_inputs_embeds
     from emollm.training.sft import label_log_probs
 
-    lm = make_lm(tiny_tokenizer)
-    trainer, model = train(lm, tiny_tokenizer, tmp_path)
-    model.train()
-    examples = build_examples(
-        utterances(4), EmotionReasoner(lm, labels=LABELS, strategy="minimal").prompts, frames=None
-    )
+    _, model, examples = trainer_and_examples(tiny_tokenizer, tmp_path)
     batch = MultimodalCollator(tiny_tokenizer, {})(examples)
     inputs = {
         "inputs_embeds": build_inputs_embeds(model, batch["input_ids"], None, batch["text_mask"]),
