@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emollm.errors import ConfigError, DataError, ModelError, check_config
-from emollm.evaluation.harness import checkpoint_settings, run_problems
+from emollm.evaluation.harness import checkpoint_settings, run_problems, saved_context_turns
 from emollm.evaluation.runs import (
     append_predictions,
     hold_run_folder,
@@ -216,11 +216,11 @@ class FaithfulnessConfig:
         problems = []
         if self.context is None:  # as the checkpoint was trained (the harness's rule), else none
             try:
-                saved = checkpoint_settings(self.model).get("context_turns")
+                saved = saved_context_turns(checkpoint_settings(self.model))
             except ModelError as exc:  # an unreadable emollm_config.json
                 saved = None
                 problems.append(str(exc))
-            self.context = saved if isinstance(saved, int) and not isinstance(saved, bool) else 0
+            self.context = 0 if saved is None else saved
         problems += run_problems(self)
         if self.device is not None:
             from emollm.api import device_problem

@@ -304,8 +304,8 @@ class EvalConfig:
                 value = None  # "both" (predict's default) scores; the harness has no "both"
             elif name in ("calibrate", "length_normalize") and self.mode == "generate":
                 value = None  # a saved score-mode setting does not apply to generation
-            elif name == "context" and (isinstance(value, bool) or not isinstance(value, int)):
-                value = None  # None ("all turns") in a checkpoint: the harness shows a fixed number
+            elif name == "context":
+                value = saved_context_turns(saved)
             if value is not None:
                 taken.append(name)
             setattr(self, name, default if value is None else value)
@@ -344,6 +344,18 @@ class EvalResult:
     output_dir: Path
     predicted: int
     summary: dict
+
+
+def saved_context_turns(saved: dict) -> int | None:
+    """The number of context turns in a checkpoint's saved ``reasoner`` settings, if it is a number.
+
+    None ("all turns") or anything else counts as unsaved: an evaluation shows a fixed number of turns.
+
+    >>> saved_context_turns({"context_turns": 2}), saved_context_turns({"context_turns": None})
+    (2, None)
+    """
+    value = saved.get("context_turns")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def checkpoint_settings(model: str) -> dict:
