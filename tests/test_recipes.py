@@ -90,6 +90,20 @@ def test_config_opens_with_its_command_and_is_documented(config):
     assert f"`{config.relative_to(REPO / 'recipes' / 'configs').as_posix()}`" in docs
 
 
+def test_the_ravdess_default_is_the_benchmarked_functionals_config_with_label_smoothing():
+    # benchmarks/sft_ravdess.py measures the default as sft_functionals.yaml --label_smoothing_factor 0.1
+    # (rows (n), (p), (s)); the shipped file must stay exactly that
+    folder = REPO / "recipes" / "configs" / "ravdess"
+    default = yaml.safe_load((folder / "sft.yaml").read_text(encoding="utf-8"))
+    functionals = yaml.safe_load((folder / "sft_functionals.yaml").read_text(encoding="utf-8"))
+    assert default.pop("label_smoothing_factor") == 0.1
+    assert (default.pop("output_dir"), functionals.pop("output_dir")) == (
+        "runs/sft/ravdess",
+        "runs/sft/ravdess-functionals",
+    )
+    assert default == functionals
+
+
 def test_none_on_the_command_line_means_none(recipe):
     script, *_ = parse(recipe, CONFIGS[0], "--eval_split", "none", "--labels", "None")
     assert script.eval_split is None and script.labels is None
