@@ -99,6 +99,14 @@ def on_dev(command: str, model: str, folder: Path, args, limit: int | None) -> N
     run(cmd + (["--limit", str(limit)] if limit else []))
 
 
+def shown(path: Path | str, args) -> str:
+    """``path`` as the user named it (under ``--output-root`` as typed, not the resolved absolute path), so
+    the results file does not record this machine's folders."""
+    if str(path) == "default":
+        return "default"
+    return str(Path(args.output_root) / Path(path).relative_to(Path(args.output_root).resolve()))
+
+
 def faithfulness(model: str, folder: Path, args) -> dict:
     """``emollm faithfulness --mode generate`` on dev (resumable); its swap shares and claim checks."""
     on_dev("faithfulness", model, folder, args, args.pairs)
@@ -112,7 +120,7 @@ def faithfulness(model: str, folder: Path, args) -> dict:
         "claim_coverage": own.get("coverage"),
         "rationales_with_claims": own.get("rationales"),
         "checked": own.get("checked"),
-        "folder": str(folder),
+        "folder": shown(folder, args),
     }
 
 
@@ -195,7 +203,11 @@ def main() -> None:
             ]
             run(cmd + (["--max_steps", str(args.grpo_max_steps)] if args.grpo_max_steps else []))
             model, evaluation = str(model_dir), model_dir / "eval-after-ravdess-dev"
-        row = {"model": model, "bf16": args.bf16 if name != "zero-shot" else None, **accuracy(evaluation)}
+        row = {
+            "model": shown(model, args),
+            "bf16": args.bf16 if name != "zero-shot" else None,
+            **accuracy(evaluation),
+        }
         row["faithfulness"] = faithfulness(model, root / "reasoning" / f"faithfulness-{name}{suffix}", args)
         rows[name] = row
         write_result(out, {"rows": rows})
