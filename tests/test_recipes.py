@@ -189,7 +189,7 @@ def check_evidence(out, script, manifest):
     from emollm.data import load_corpus
     from emollm.inputs import describe_utterances
     from emollm.prosody.normalize import normalize_features
-    from emollm.reasoning import verify_rationale
+    from emollm.reasoning import extract_claims, verify_rationale
     from emollm.training.evidence import EVIDENCE_NAME, EvidenceModel, build_evidence, measure_utterances
 
     saved = (out / EVIDENCE_NAME).read_text()
@@ -198,16 +198,22 @@ def check_evidence(out, script, manifest):
     assert record["file"] == EVIDENCE_NAME and record["utterances"] == 6  # the train rows, none of dev
     model = EvidenceModel.load(out)
     train = load_corpus(f"manifest:{manifest}", "train", labels="ravdess8")
-    normalizer = describe_utterances(train, style=script.prosody_style, progress=False)[2]
+    shown, _, normalizer = describe_utterances(train, style=script.prosody_style, progress=False)
     assert model.normalizer.to_dict() == normalizer.to_dict()
-    again, rationales = build_evidence(train, normalizer, progress=False)
+    said = shown if script.route in ("text", "both") else None  # a prompt with a description: its cues only
+    assert record["cues"] == ("stated by the shown description" if said else "every measured cue")
+    again, rationales = build_evidence(train, normalizer, shown=said, progress=False)
     assert again.to_json() == saved
     features = measure_utterances(train, progress=False)
     for utt in train:
-        text = model.rationale(features[utt.id], utt.label, utt.speaker)
+        text = model.rationale(features[utt.id], utt.label, utt.speaker, said[utt.id] if said else None)
         assert text == rationales[utt.id] and utt.label in text
         check = verify_rationale(text, features[utt.id], normalize_features(features[utt.id], normalizer))
         assert check.n_false == check.n_unverifiable == 0, text
+        if said:
+            stated = {(c.quantity, c.level, c.degree, c.word, c.vowel) for c in extract_claims(said[utt.id])}
+            named = {(c.quantity, c.level, c.degree, c.word, c.vowel) for c in extract_claims(text)}
+            assert named <= stated, (text, said[utt.id])
 
 
 def test_target_evidence_needs_the_voice_and_a_template_with_tags(recipe):

@@ -205,10 +205,12 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     if adapters:  # a checkpoint's statistics are kept (its projector learnt with them); fresh ones fitted
         frames, frame_normalizers = encode_utterances(lm, train, refit=not lm.frame_normalizers)
     #    ... and for target evidence, the rationales: a transparent model fitted on these utterances picks
-    #    the cues that support each gold label for its speaker (saved with every checkpoint)
+    #    the cues that support each gold label for its speaker (saved with every checkpoint); a prompt that
+    #    shows a description gets only cues it states
     evidence, rationales = None, None
     if script_args.target == "evidence":
-        evidence, rationales = build_evidence(train, normalizer, workers=script_args.workers)
+        said = descriptions if route_has_prosody(script_args.route) else None
+        evidence, rationales = build_evidence(train, normalizer, shown=said, workers=script_args.workers)
         logger.warning("evidence model: %s", json.dumps(evidence.record))
     examples = build_examples(
         train, prompts, target=script_args.target, prosody=descriptions, frames=frames, rationales=rationales

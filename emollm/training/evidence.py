@@ -18,7 +18,14 @@ what they mean::
    ``|z| > 0.5`` (outside the ``typical`` band of :func:`~emollm.prosody.describe.measure_level`) and an
    arousal direction (:data:`CUE_AROUSAL`) that does not contradict the label's (:data:`LABEL_AFFECT`),
    ranked by contribution (ties: :data:`FEATURES` order); at most :data:`MAX_CUES`; past :data:`MIN_CUES`,
-   none below :data:`MIN_SHARE` of the first one's contribution.
+   none below :data:`MIN_SHARE` of the first one's contribution. **Only cues the model is shown**: when the
+   prompt carries a description (the text route), a cue qualifies only if the description makes the same
+   claim (quantity, direction, and for a vowel the same word and vowel), and its clause takes the
+   description's degree, so the model can name it from what it reads. An evidence model trained on every
+   measured cue taught the text route to name cues its prompt does not show (vowels it was never told of,
+   degrees it could not see): on RAVDESS dev its generated rationales were 50 % true, every false claim one
+   the description does not make (docs/results.md). Without a description (the tokens route) any measured
+   cue qualifies: the model reads them from its pseudo-tokens.
 4. **Words**: one clause per cue in the description vocabulary (:data:`~emollm.prosody.describe.VOCABULARY`
    with the degree word of ``measure_level``: ``very high pitch``, ``a slightly quiet voice``, ``a long
    'door' /AO/``), clauses joined by ``;`` so each is read alone. Each clause is checked with
@@ -55,7 +62,7 @@ from emollm.io import write_text_atomic
 from emollm.prosody.alignment import NUCLEUS
 from emollm.prosody.describe import LEVEL_CUTS, MAX_WORD_CHARS, VOCABULARY, measure_level
 from emollm.prosody.normalize import NormalizedProsody, ProsodyNormalizer, normalize_features
-from emollm.reasoning import ARPABET_VOWELS, TRUE, verify_rationale
+from emollm.reasoning import ARPABET_VOWELS, TRUE, extract_claims, verify_rationale
 
 EVIDENCE_NAME = "emollm_evidence.json"  # saved beside emollm_config.json
 FORMAT, VERSION = "emollm.evidence", 1
@@ -236,9 +243,19 @@ class EvidenceModel:
             for name, w, (z, vowel) in zip(FEATURES, weights, values)
         ]
 
-    def cues(self, features, normalized: NormalizedProsody, label: str) -> list[Cue]:
-        """The cues of ``label``'s rationale, strongest first (rules: the module docstring)."""
+    def cues(
+        self, features, normalized: NormalizedProsody, label: str, shown: str | None = None
+    ) -> list[Cue]:
+        """The cues of ``label``'s rationale, strongest first (rules: the module docstring).
+
+        Args:
+            features, normalized: The utterance's measures and z-scores.
+            label: The gold label.
+            shown: The prosody description its prompt shows; None when the prompt shows none (every measured
+                cue may be named; ``""`` is a prompt that shows one saying nothing: no cue).
+        """
         arousal = affect(label)[0]
+        stated = _stated(shown) if shown is not None else None
         ranked = sorted(
             (c for c in self.contributions(normalized, label) if c[2] > 0 and abs(c[1]) > LEVEL_CUTS[0]),
             key=lambda c: -c[2],  # stable: ties keep FEATURES order
@@ -254,24 +271,31 @@ class EvidenceModel:
             direction = arousal_direction(quantity, level)
             if arousal and direction and direction != arousal:
                 continue  # true, but it speaks against the label's arousal
-            text = _phrase(features, quantity, z, vowel)
+            degree = None  # the measured degree
+            if stated is not None:
+                degree = stated.get(_claim_key(features, quantity, level, vowel))
+                if degree is None:
+                    continue  # true, but the prompt does not show it
+            text = _phrase(features, quantity, z, vowel, degree)
             if any(c.text == text for c in chosen) or not _verifies(text, features, normalized):
                 continue  # a repeat, or (never seen) a clause that would not verify
             chosen.append(Cue(name, quantity, z, contribution, vowel, text))
         return chosen
 
-    def rationale(self, features, label: str, speaker: str | None = None) -> str:
+    def rationale(self, features, label: str, speaker: str | None = None, shown: str | None = None) -> str:
         """The evidence rationale of one utterance (``features`` None: no cue can be named).
 
         Args:
             features: Its ``ProsodyFeatures``, or None when it has none (no audio, failed extraction).
             label: The gold label.
             speaker: Whose statistics to use; None: ``features.speaker``.
+            shown: The prosody description the prompt shows (the text route), None when it shows none; see
+                :meth:`cues`.
         """
         if features is None:
             return f"No measured cue is available. The best fit is {label}."
         normalized = normalize_features(features, self.normalizer, speaker)
-        return compose(self.cues(features, normalized, label), label)
+        return compose(self.cues(features, normalized, label, shown), label)
 
     # -- saving ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -362,13 +386,23 @@ def compose(cues: Sequence[Cue], label: str) -> str:
     return f"{listed[0].upper()}{listed[1:]}. {reading}{kind}."
 
 
-def build_evidence(utterances: Sequence, normalizer, *, workers: int = 1, progress: bool = True):
+def build_evidence(
+    utterances: Sequence,
+    normalizer,
+    *,
+    shown: Mapping[str, str] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+):
     """Fit the evidence model on the training utterances and write each one's rationale.
 
     Args:
         utterances: The labelled training utterances (with audio and transcripts).
         normalizer: The prosody normaliser the prompts' descriptions use (``describe_utterances``' third
             value), fitted on these utterances.
+        shown: Utterance id -> the description its prompt shows (the text route): each rationale names only
+            cues it states (an utterance missing from it is shown none); None: the prompts show no
+            description, any measured cue may be named.
         workers, progress: For :func:`measure_utterances`.
 
     Returns:
@@ -381,7 +415,9 @@ def build_evidence(utterances: Sequence, normalizer, *, workers: int = 1, progre
     chosen = [measured.get(u.id) for u in utterances]
     labels, speakers = [u.label for u in utterances], [u.speaker for u in utterances]
     model = EvidenceModel.fit(chosen, labels, normalizer, speakers)
-    rationales = {u.id: model.rationale(f, u.label, u.speaker) for u, f in zip(utterances, chosen)}
+    model.record["cues"] = "stated by the shown description" if shown is not None else "every measured cue"
+    said = (lambda u: shown.get(u.id, "")) if shown is not None else (lambda u: None)
+    rationales = {u.id: model.rationale(f, u.label, u.speaker, said(u)) for u, f in zip(utterances, chosen)}
     return model, rationales
 
 
@@ -486,16 +522,37 @@ def prosody_records(
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
-def _phrase(features, quantity: str, z: float, vowel: int | None) -> str:
-    """The clause of a cue in the description vocabulary, the degree from ``measure_level``."""
+def _phrase(features, quantity: str, z: float, vowel: int | None, degree: str | None = None) -> str:
+    """The clause of a cue in the description vocabulary; its degree ``degree``, or from ``measure_level``."""
     level = "high" if z > 0 else "low"
-    degree = measure_level(z).rsplit(" ", 1)[0] if " " in measure_level(z) else ""
+    if degree is None:
+        degree = measure_level(z).rsplit(" ", 1)[0] if " " in measure_level(z) else ""
     if vowel is None:
         template, words = UTTERANCE_PHRASES[quantity]
         degree = "" if quantity == "pause_ratio" else degree  # "very many pauses" reads badly; plain is true
         return template.format(f"{degree} {words[level]}".strip())
     name = _vowel_name(features.vowels[vowel], vowel)
     return f"a {degree} {VOWEL_PHRASES[quantity][level]} {name}".replace("  ", " ")
+
+
+def _stated(description: str) -> dict[tuple, str]:
+    """The cues a description states: ``(quantity, level, word, vowel)`` -> degree; plain claims only.
+
+    The degree is ``""``, ``"slightly"`` or ``"very"``; negated, hedged and ``mid`` claims are left out.
+    """
+    stated = {}
+    for claim in extract_claims(description):
+        if not (claim.negated or claim.hedged) and claim.level in ("low", "high"):
+            stated.setdefault((claim.quantity, claim.level, claim.word, claim.vowel), claim.degree)
+    return stated
+
+
+def _claim_key(features, quantity: str, level: str, vowel: int | None) -> tuple:
+    """The ``(quantity, level, word, vowel)`` a cue's clause claims, as :func:`_stated` keys them."""
+    if vowel is None:
+        return (quantity, level, None, None)
+    claim = extract_claims(f"a {VOWEL_PHRASES[quantity][level]} {_vowel_name(features.vowels[vowel], vowel)}")
+    return (quantity, level, claim[0].word, claim[0].vowel) if claim else (quantity, level, "?", "?")
 
 
 def _vowel_name(vowel, index: int) -> str:
