@@ -25,9 +25,12 @@ GRPO's ``eval-after-ravdess-dev``; GRPO runs with ``--eval_before false --cross_
 starting checkpoint is the ``evidence-text`` row), then ``emollm faithfulness --mode generate`` on dev: claim
 precision and coverage of the rationales against the recipient's measures (the claims checked by
 :func:`emollm.reasoning.verify_rationale`), and under the counterfactual swap of the voice inputs the share
-of predictions that change and that move to the donor's label. The issue's goals: claim precision >= 0.95
-after evidence SFT and not lower after GRPO with ``cue``; GRPO with ``cue`` no worse in WA than without;
-a model that reads the voice follows the donor far more often than the zero-shot default.
+of predictions that change and that move to the donor's label. Last, where the claims come from: the share
+the prompt's description states (the same claim, degree included) and the precision of the others, the ones
+a model had to read from the voice or invent (on the tokens route the prompt states none). The issue's
+goals: claim precision >= 0.95 after evidence SFT and not lower after GRPO with ``cue``; GRPO with ``cue``
+no worse in WA than without; a model that reads the voice follows the donor far more often than the
+zero-shot default.
 
 ``--bf16`` trains every SFT and GRPO row in bf16 (autocast; evaluation stays float32), 17-18 % shorter steps
 on this CPU; each row records whether it did. The rows take about an hour each for the text route's SFT
@@ -124,6 +127,46 @@ def faithfulness(model: str, folder: Path, args) -> dict:
     }
 
 
+def claim_sources(folder: Path, args) -> dict:
+    """The unswapped rationales' distinct claims in a faithfulness folder, split by whether the description
+    in the prompt states them, with their verdicts against the clip's measures (as the faithfulness run
+    judged them: speaker statistics fitted on all of dev)."""
+    from emollm.data import load_corpus
+    from emollm.inputs import describe_utterances
+    from emollm.prosody.normalize import normalize_features
+    from emollm.reasoning import extract_claims, verify_rationale
+    from emollm.training.evidence import measure_utterances
+
+    utterances = {u.id: u for u in load_corpus("ravdess", "dev", data_root=args.data_root)}
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").open(encoding="utf-8")]
+    chosen = [utterances[r["id"]] for r in rows]
+    normalizer = describe_utterances(chosen, normalizer="speaker", progress=False)[2]
+    features = measure_utterances(chosen, progress=False)
+    counts = dict.fromkeys(("stated", "stated_true", "unstated", "unstated_true", "unstated_false"), 0)
+    for row, utt in zip(rows, chosen):
+        shown = row["original"]["prosody"] or ""
+        feats = features.get(utt.id)
+        if feats is None:
+            continue
+        stated = {c.key for c in extract_claims(shown)}
+        check = verify_rationale(
+            row["original"]["rationale"] or "", feats, normalize_features(feats, normalizer, utt.speaker)
+        )
+        for v in check.verdicts:
+            where = "stated" if v.claim.key in stated else "unstated"
+            counts[where] += 1
+            counts[f"{where}_true"] += v.verdict == "true"
+            if where == "unstated":
+                counts["unstated_false"] += v.verdict == "false"
+    total = counts["stated"] + counts["unstated"]
+    verifiable = counts["unstated_true"] + counts["unstated_false"]
+    return {
+        **counts,
+        "stated_share": counts["stated"] / total if total else None,
+        "unstated_precision": counts["unstated_true"] / verifiable if verifiable else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data", help="folder holding ravdess/")
@@ -208,16 +251,18 @@ def main() -> None:
             "bf16": args.bf16 if name != "zero-shot" else None,
             **accuracy(evaluation),
         }
-        row["faithfulness"] = faithfulness(model, root / "reasoning" / f"faithfulness-{name}{suffix}", args)
+        folder = root / "reasoning" / f"faithfulness-{name}{suffix}"
+        row["faithfulness"] = faithfulness(model, folder, args)
+        row["faithfulness"]["claims_by_source"] = claim_sources(folder, args)
         rows[name] = row
         write_result(out, {"rows": rows})
 
     print()
     print(
         "| row | n | WA % | UA % | parse fail % | format ok % | claim precision | coverage | "
-        "swap: changed % | swap: to donor % |"
+        "swap: changed % | swap: to donor % | claims stated by the prompt % | precision of the rest |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for name in ROWS:
@@ -225,11 +270,13 @@ def main() -> None:
         if row is None:
             continue
         f = row["faithfulness"]
+        sources = f.get("claims_by_source", {})
         print(
             f"| {name} | {row['n']} | {pct(row['wa'])} | {pct(row['ua'])} | "
             f"{pct(row['parse_failure_rate'])} | "
             f"{pct(row['format_ok_rate'])} | {num(f['claim_precision'])} | {num(f['claim_coverage'])} | "
-            f"{pct(f['changed'])} | {pct(f['moved_to_donor'])} |"
+            f"{pct(f['changed'])} | {pct(f['moved_to_donor'])} | {pct(sources.get('stated_share'))} | "
+            f"{num(sources.get('unstated_precision'))} |"
         )
     print(f"wrote {args.out}")
 
