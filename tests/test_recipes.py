@@ -201,7 +201,7 @@ def check_evidence(out, script, manifest):
     shown, _, normalizer = describe_utterances(train, style=script.prosody_style, progress=False)
     assert model.normalizer.to_dict() == normalizer.to_dict()
     said = shown if script.route in ("text", "both") else None  # a prompt with a description: its cues only
-    assert record["cues"] == ("stated by the shown description" if said else "every measured cue")
+    assert record["cues"] == ("stated by the shown description" if said else "utterance measures")
     again, rationales = build_evidence(train, normalizer, shown=said, progress=False)
     assert again.to_json() == saved
     features = measure_utterances(train, progress=False)

@@ -24,8 +24,9 @@ what they mean::
    description's degree, so the model can name it from what it reads. An evidence model trained on every
    measured cue taught the text route to name cues its prompt does not show (vowels it was never told of,
    degrees it could not see): on RAVDESS dev its generated rationales were 50 % true, every false claim one
-   the description does not make (docs/results.md). Without a description (the tokens route) any measured
-   cue qualifies: the model reads them from its pseudo-tokens.
+   the description does not make (docs/results.md). Without a description (the tokens route) only utterance
+   cues qualify: the encoders give the model the voice as measures or frames, never which word a vowel
+   belongs to, so naming ``'door' /AO/`` would be a guess.
 4. **Words**: one clause per cue in the description vocabulary (:data:`~emollm.prosody.describe.VOCABULARY`
    with the degree word of ``measure_level``: ``very high pitch``, ``a slightly quiet voice``, ``a long
    'door' /AO/``), clauses joined by ``;`` so each is read alone. Each clause is checked with
@@ -251,8 +252,9 @@ class EvidenceModel:
         Args:
             features, normalized: The utterance's measures and z-scores.
             label: The gold label.
-            shown: The prosody description its prompt shows; None when the prompt shows none (every measured
-                cue may be named; ``""`` is a prompt that shows one saying nothing: no cue).
+            shown: The prosody description its prompt shows; None when the prompt shows none (then only
+                utterance cues, no vowel: the model is not told which word a vowel is; ``""`` is a prompt
+                that shows a description saying nothing: no cue).
         """
         arousal = affect(label)[0]
         stated = _stated(shown) if shown is not None else None
@@ -272,6 +274,8 @@ class EvidenceModel:
             if arousal and direction and direction != arousal:
                 continue  # true, but it speaks against the label's arousal
             degree = None  # the measured degree
+            if stated is None and vowel is not None:
+                continue  # true, but without a description the model cannot tell which word it is in
             if stated is not None:
                 degree = stated.get(_claim_key(features, quantity, level, vowel))
                 if degree is None:
@@ -402,7 +406,7 @@ def build_evidence(
             value), fitted on these utterances.
         shown: Utterance id -> the description its prompt shows (the text route): each rationale names only
             cues it states (an utterance missing from it is shown none); None: the prompts show no
-            description, any measured cue may be named.
+            description, and only utterance cues are named (no vowel).
         workers, progress: For :func:`measure_utterances`.
 
     Returns:
@@ -415,7 +419,7 @@ def build_evidence(
     chosen = [measured.get(u.id) for u in utterances]
     labels, speakers = [u.label for u in utterances], [u.speaker for u in utterances]
     model = EvidenceModel.fit(chosen, labels, normalizer, speakers)
-    model.record["cues"] = "stated by the shown description" if shown is not None else "every measured cue"
+    model.record["cues"] = "stated by the shown description" if shown is not None else "utterance measures"
     said = (lambda u: shown.get(u.id, "")) if shown is not None else (lambda u: None)
     rationales = {u.id: model.rationale(f, u.label, u.speaker, said(u)) for u, f in zip(utterances, chosen)}
     return model, rationales
