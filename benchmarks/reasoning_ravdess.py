@@ -144,11 +144,11 @@ def claim_sources(folder: Path, args) -> dict:
     features = measure_utterances(chosen, progress=False)
     counts = dict.fromkeys(("stated", "stated_true", "unstated", "unstated_true", "unstated_false"), 0)
     for row, utt in zip(rows, chosen):
-        shown = row["original"]["prosody"] or ""
+        description = row["original"]["prosody"] or ""
         feats = features.get(utt.id)
         if feats is None:
             continue
-        stated = {c.key for c in extract_claims(shown)}
+        stated = {c.key for c in extract_claims(description)}
         check = verify_rationale(
             row["original"]["rationale"] or "", feats, normalize_features(feats, normalizer, utt.speaker)
         )
