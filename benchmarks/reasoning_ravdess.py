@@ -16,6 +16,8 @@ so an interrupted benchmark continues where it stopped. Rows (``--rows``, in thi
 * ``evidence-tokens`` / ``reasoning-tokens``: the same on the tokens route with the ``prosody_functionals``
   encoder (K=4, projector learning rate 1e-3, as ``sft_functionals.yaml``): the model is not shown the
   description, so every cue it names is read from the pseudo-tokens;
+* ``evidence-tokens-3ep``: ``evidence-tokens`` trained 3 epochs instead of 2 (315 steps), a lever for its
+  claim precision;
 * ``grpo-label`` / ``grpo-cue``: ``recipes/grpo.py --config recipes/configs/ravdess/grpo_cue.yaml`` from the
   ``evidence-text`` checkpoint, rewards ``format+label`` (weights 0.5, 1) vs ``format+label+cue`` (0.5, 1,
   0.5), the same steps and seed.
@@ -67,6 +69,7 @@ SFT_ROWS = {
     "reasoning-text": ("reasoning", []),
     "evidence-tokens": ("evidence", TOKENS),
     "reasoning-tokens": ("reasoning", TOKENS),
+    "evidence-tokens-3ep": ("evidence", [*TOKENS, "--num_train_epochs", "3"]),
 }
 GRPO_ROWS = {
     "grpo-label": ["--rewards", "format", "label", "--reward_weights", "0.5", "1.0"],
@@ -143,6 +146,8 @@ def claim_sources(folder: Path, args) -> dict:
     normalizer = describe_utterances(chosen, normalizer="speaker", progress=False)[2]
     features = measure_utterances(chosen, progress=False)
     counts = dict.fromkeys(("stated", "stated_true", "unstated", "unstated_true", "unstated_false"), 0)
+    by_measure: dict[str, dict[str, int]] = {}  # quantity ("... (vowel)" when a vowel is named) -> verdicts
+    by_truth = {k: {"n": 0, "correct": 0} for k in ("all_true", "some_false", "none_verifiable")}
     for row, utt in zip(rows, chosen):
         description = row["original"]["prosody"] or ""
         feats = features.get(utt.id)
@@ -158,12 +163,21 @@ def claim_sources(folder: Path, args) -> dict:
             counts[f"{where}_true"] += v.verdict == "true"
             if where == "unstated":
                 counts["unstated_false"] += v.verdict == "false"
+            named = v.claim.word or v.claim.vowel or v.claim.position
+            measure = by_measure.setdefault(v.claim.quantity + (" (vowel)" if named else ""), {})
+            measure[v.verdict] = measure.get(v.verdict, 0) + 1
+        verifiable = check.n_true + check.n_false
+        truth = "none_verifiable" if not verifiable else "some_false" if check.n_false else "all_true"
+        by_truth[truth]["n"] += 1
+        by_truth[truth]["correct"] += row["original"]["label"] == row["gold"]
     total = counts["stated"] + counts["unstated"]
     verifiable = counts["unstated_true"] + counts["unstated_false"]
     return {
         **counts,
         "stated_share": counts["stated"] / total if total else None,
         "unstated_precision": counts["unstated_true"] / verifiable if verifiable else None,
+        "by_measure": dict(sorted(by_measure.items())),
+        "accuracy_by_rationale_truth": by_truth,
     }
 
 
@@ -180,6 +194,12 @@ def main() -> None:
         action="store_true",
         help="train in bf16 (autocast; on a CPU with --use_cpu true, which transformers needs for it): "
         "17-18 %% shorter SFT and GRPO steps here (docs/results.md, the cost tables)",
+    )
+    parser.add_argument(
+        "--recount",
+        action="store_true",
+        help="only recount the claims (where they come from, by measure, accuracy by rationale truth) of "
+        "the rows in --out whose faithfulness folders exist; nothing is trained or evaluated",
     )
     parser.add_argument("--output-root", default="runs", help="checkpoints and evaluations go under it")
     parser.add_argument("--out", default="benchmarks/results/reasoning_ravdess.json", help="JSON results")
@@ -203,6 +223,13 @@ def main() -> None:
         common += ["--bf16", "true"] + ([] if torch.cuda.is_available() else ["--use_cpu", "true"])
     out = Path(args.out).resolve()
     rows: dict = read_result(out).get("rows", {}) if out.is_file() else {}
+    if args.recount:
+        wanted = []
+        for name, row in rows.items():
+            folder = root / "reasoning" / f"faithfulness-{name}{suffix}"
+            if (folder / "predictions.jsonl").is_file():
+                row["faithfulness"]["claims_by_source"] = claim_sources(folder, args)
+        write_result(out, {"rows": rows})
     for name in [r for r in ROWS if r in wanted]:
         if name == "zero-shot":
             folder = root / "reasoning" / f"zero-shot-eval{suffix}"
@@ -278,6 +305,21 @@ def main() -> None:
             f"{pct(f['changed'])} | {pct(f['moved_to_donor'])} | {pct(sources.get('stated_share'))} | "
             f"{num(sources.get('unstated_precision'))} |"
         )
+    print("\nclaims by measure, true / false (unverifiable left out); accuracy by rationale truth")
+    for name in ROWS:
+        sources = rows.get(name, {}).get("faithfulness", {}).get("claims_by_source", {})
+        if "by_measure" not in sources:
+            continue
+        measures = ", ".join(
+            f"{q} {v.get('true', 0)}/{v.get('false', 0)}"
+            for q, v in sorted(sources["by_measure"].items(), key=lambda kv: -sum(kv[1].values()))
+        )
+        truth = sources["accuracy_by_rationale_truth"]
+        by_truth = ", ".join(
+            f"{k.replace('_', ' ')} {pct(v['correct'] / v['n']) if v['n'] else '-'}% of {v['n']}"
+            for k, v in truth.items()
+        )
+        print(f"{name}: {measures}\n    accuracy: {by_truth}")
     print(f"wrote {args.out}")
 
 
