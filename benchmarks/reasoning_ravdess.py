@@ -166,8 +166,8 @@ def claim_sources(folder: Path, args) -> dict:
             named = v.claim.word or v.claim.vowel or v.claim.position
             measure = by_measure.setdefault(v.claim.quantity + (" (vowel)" if named else ""), {})
             measure[v.verdict] = measure.get(v.verdict, 0) + 1
-        verifiable = check.n_true + check.n_false
-        truth = "none_verifiable" if not verifiable else "some_false" if check.n_false else "all_true"
+        checked = check.n_true + check.n_false
+        truth = "none_verifiable" if not checked else "some_false" if check.n_false else "all_true"
         by_truth[truth]["n"] += 1
         by_truth[truth]["correct"] += row["original"]["label"] == row["gold"]
     total = counts["stated"] + counts["unstated"]
@@ -223,10 +223,11 @@ def main() -> None:
         common += ["--bf16", "true"] + ([] if torch.cuda.is_available() else ["--use_cpu", "true"])
     out = Path(args.out).resolve()
     rows: dict = read_result(out).get("rows", {}) if out.is_file() else {}
+    faithfulness_folder = lambda name: root / "reasoning" / f"faithfulness-{name}{suffix}"  # noqa: E731
     if args.recount:
         wanted = []
         for name, row in rows.items():
-            folder = root / "reasoning" / f"faithfulness-{name}{suffix}"
+            folder = faithfulness_folder(name)
             if (folder / "predictions.jsonl").is_file():
                 row["faithfulness"]["claims_by_source"] = claim_sources(folder, args)
         write_result(out, {"rows": rows})
@@ -278,7 +279,7 @@ def main() -> None:
             "bf16": args.bf16 if name != "zero-shot" else None,
             **accuracy(evaluation),
         }
-        folder = root / "reasoning" / f"faithfulness-{name}{suffix}"
+        folder = faithfulness_folder(name)
         row["faithfulness"] = faithfulness(model, folder, args)
         row["faithfulness"]["claims_by_source"] = claim_sources(folder, args)
         rows[name] = row
