@@ -181,6 +181,11 @@ def test_config_trains_evaluates_and_saves(recipe, config, tiny_model_dir, speec
 
     reasoner = EmotionReasoner.from_pretrained(str(out))  # the final checkpoint loads with its settings
     assert reasoner.strategy == script.strategy and reasoner.lm.modalities == (("audio",) if tokens else ())
+    if script.target in ("reasoning", "evidence"):  # room to finish the rationales it learnt
+        assert saved["reasoner"]["max_new_tokens"] >= 128
+        assert reasoner.max_new_tokens == saved["reasoner"]["max_new_tokens"]
+    else:
+        assert "max_new_tokens" not in saved["reasoner"]
 
 
 def check_evidence(out, script, manifest):

@@ -24,6 +24,7 @@ from emollm.training import (
     make_completion,
     prepare_for_training,
 )
+from emollm.training.sft import generation_budget
 
 LABELS = ["happy", "sad"]
 LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -163,6 +164,27 @@ def test_collator_refuses_a_prompt_longer_than_max_length(tiny_tokenizer):
         collator([{"prompt": "x" * 20, "completion": "sad"}])
     cut = collator([{"prompt": "x" * 5, "completion": "a long completion"}])
     assert cut["input_ids"].shape == (1, 10)
+
+
+def test_a_rationale_model_is_given_room_for_its_longest_completion(tiny_tokenizer):
+    examples = [
+        {"prompt": "xx", "completion": "<think>short</think><answer>sad</answer>"},
+        {
+            "prompt": "xx",
+            "completion": "<think>" + "a much longer rationale " * 9 + "</think><answer>sad</answer>",
+        },
+    ]
+    longest = len(tiny_tokenizer(examples[1]["completion"], add_special_tokens=False)["input_ids"]) + 1
+    assert MultimodalCollator(tiny_tokenizer, {}).longest_completion(examples) == longest  # EOS counted
+    assert MultimodalCollator(tiny_tokenizer, {}).longest_completion([]) == 0
+    assert generation_budget(longest) == max(128, -(-5 * longest // 4))
+    assert (
+        generation_budget(300) == 375
+        and generation_budget(10) == 128
+        and generation_budget(10, floor=8) == 13
+    )
+    with pytest.raises(ConfigError, match="longest_completion >= 0"):
+        generation_budget(-1)
 
 
 def test_collator_check_lists_cut_completions_before_training(tiny_tokenizer):

@@ -53,7 +53,13 @@ from emollm.training.arguments import (
 from emollm.training.evidence import EVIDENCE_NAME, build_evidence
 from emollm.training.models import checkpoint_adapters, load_policy, model_dtype
 from emollm.training.resume import check_resumable, last_checkpoint, train_or_resume
-from emollm.training.sft import CLASS_WEIGHTS, TARGETS, class_weights, prepare_for_training
+from emollm.training.sft import (
+    CLASS_WEIGHTS,
+    TARGETS,
+    class_weights,
+    generation_budget,
+    prepare_for_training,
+)
 
 logger = logging.getLogger("emollm.recipes.sft")
 
@@ -244,6 +250,21 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             "them (first: %s); raise --max_length",
             len(cut), len(examples), training_args.max_length, ", ".join(map(str, cut[:5])),
         )  # fmt: skip
+    reasoner_settings = {
+        "labels": list(labels.labels),
+        "strategy": script_args.strategy,
+        "context_turns": script_args.context_turns,
+        "prosody": route_has_prosody(script_args.route),
+        "prosody_style": script_args.prosody_style,
+        "mode": script_args.eval_mode,  # `emollm evaluate --model <checkpoint>` decodes as this run did
+    }
+    if script_args.target in ("reasoning", "evidence"):  # room to finish the longest rationale it learns
+        longest = collator.longest_completion(examples)
+        reasoner_settings["max_new_tokens"] = generation_budget(longest)
+        logger.warning(
+            "longest completion: %d tokens; the checkpoint generates up to %d (max_new_tokens)",
+            longest, reasoner_settings["max_new_tokens"],
+        )  # fmt: skip
     trainer = EmotionSFTTrainer(
         model=model,
         args=training_args,
@@ -252,14 +273,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         processing_class=lm.tokenizer,
         base_model=base_model,
         adapters=adapters,
-        reasoner_settings={
-            "labels": list(labels.labels),
-            "strategy": script_args.strategy,
-            "context_turns": script_args.context_turns,
-            "prosody": route_has_prosody(script_args.route),
-            "prosody_style": script_args.prosody_style,
-            "mode": script_args.eval_mode,  # `emollm evaluate --model <checkpoint>` decodes as this run did
-        },
+        reasoner_settings=reasoner_settings,
         frame_normalizers=frame_normalizers,  # the training speakers' (evaluation refits its own)
         projector_learning_rate=adapter_args.projector_learning_rate,
         training_record={

@@ -62,6 +62,15 @@ class MultimodalCollator:
     loss_weights: Mapping[str, float] | None = None
     frame_keys: Sequence[str] | None = None
 
+    def _completion_tokens(self, example: Mapping) -> list[int]:
+        """The completion's ids + EOS."""
+        completion = list(self.tokenizer(example["completion"], add_special_tokens=False)["input_ids"])
+        return completion + [self.tokenizer.eos_token_id]
+
+    def longest_completion(self, examples: Sequence[Mapping]) -> int:
+        """Tokens in the longest completion, its EOS included: what generation must have room to write."""
+        return max((len(self._completion_tokens(example)) for example in examples), default=0)
+
     def _tokens(self, example: Mapping) -> tuple[list[int], list[int]]:
         """The prompt's ids (slots expanded) and the completion's ids + EOS, uncut."""
         special = self.add_special_tokens
@@ -70,8 +79,7 @@ class MultimodalCollator:
         prompt = tokenize_with_placeholders(
             self.tokenizer, example["prompt"], self.num_tokens, add_special_tokens=special
         )
-        completion = list(self.tokenizer(example["completion"], add_special_tokens=False)["input_ids"])
-        completion.append(self.tokenizer.eos_token_id)
+        completion = self._completion_tokens(example)
         if self.max_length is not None and len(prompt) >= self.max_length:
             name = f" ({example['id']})" if example.get("id") is not None else ""
             raise ConfigError(

@@ -12,6 +12,8 @@ The recipe (:mod:`emollm.recipes.sft`, ``emollm sft``) reads top to bottom; the 
   ``<think>evidence rationale</think><answer>label</answer>``: the 2-4 measured cues that most support the
   gold label for this speaker and what they mean (:mod:`emollm.training.evidence`); every claim in it
   verifies against the measures.
+- :func:`generation_budget`: the ``max_new_tokens`` a model trained to write rationales is saved with, so
+  that generation has room to finish the longest rationale it learnt (and a longer one on new audio).
 - :func:`build_examples`: prompt (rendered by an :class:`~emollm.inputs.PromptBuilder`, placeholders
   included, exactly as at inference) + completion + encoder frames per utterance.
 - :func:`prepare_for_training`: LoRA on the LLM via PEFT; the projectors stay trainable, the encoders and
@@ -25,6 +27,7 @@ The recipe (:mod:`emollm.recipes.sft`, ``emollm sft``) reads top to bottom; the 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,6 +42,24 @@ from emollm.training.resume import EmollmCheckpointMixin
 
 TARGETS = ("label", "reasoning", "evidence")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+GENERATION_FLOOR = 128  # the reasoner's default for templates that ask for <think>/<answer>
+
+
+def generation_budget(longest_completion: int, floor: int = GENERATION_FLOOR) -> int:
+    """``max_new_tokens`` for a model trained on completions of up to ``longest_completion`` tokens.
+
+    A quarter more than the longest training completion (a description of new audio may run longer than any
+    in training), and never below ``floor``. Without it, the text route's template rationale, which restates
+    the whole description, is cut before its answer in 45% of RAVDESS dev clips at the default 128.
+
+    >>> generation_budget(60)
+    128
+    >>> generation_budget(181)
+    227
+    """
+    if longest_completion < 0 or floor < 1:
+        raise ConfigError(f"need longest_completion >= 0 and floor >= 1, got {longest_completion}, {floor}")
+    return max(floor, math.ceil(1.25 * longest_completion))
 
 
 def class_weights(labels: Sequence[str], scheme: str = "balanced") -> dict[str, float]:
