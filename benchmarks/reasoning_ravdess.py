@@ -166,8 +166,7 @@ def claim_sources(folder: Path, args) -> dict:
             named = v.claim.word or v.claim.vowel or v.claim.position
             measure = by_measure.setdefault(v.claim.quantity + (" (vowel)" if named else ""), {})
             measure[v.verdict] = measure.get(v.verdict, 0) + 1
-        checked = check.n_true + check.n_false
-        truth = "none_verifiable" if not checked else "some_false" if check.n_false else "all_true"
+        truth = "none_verifiable" if not check.n_verifiable else "some_false" if check.n_false else "all_true"
         by_truth[truth]["n"] += 1
         by_truth[truth]["correct"] += row["original"]["label"] == row["gold"]
     total = counts["stated"] + counts["unstated"]

@@ -33,7 +33,7 @@ import torch
 from emollm.asr import check_backend
 from emollm.data.schema import Utterance
 from emollm.errors import AlignmentError, AudioError, ConfigError, DataError
-from emollm.inputs import PromptBuilder, as_turns, prompt_speaker
+from emollm.inputs import LABEL_TOKENS, TAGGED_TOKENS, PromptBuilder, as_turns, prompt_speaker
 from emollm.labels import LabelSet
 from emollm.modeling.base import DEFAULT_MODEL
 from emollm.parsing import parse_completion
@@ -221,7 +221,9 @@ class EmotionReasoner:
         self._content_free = None
         self.batch_size = batch_size
         self.max_new_tokens = (
-            max_new_tokens if max_new_tokens is not None else (128 if self.prompts.asks_for_tags else 16)
+            max_new_tokens
+            if max_new_tokens is not None
+            else (TAGGED_TOKENS if self.prompts.asks_for_tags else LABEL_TOKENS)
         )
 
     # the prompt's settings live in its builder

@@ -44,6 +44,8 @@ from emollm.prompting import SYSTEM_PROMPT, answer_prefix, read_template, render
 logger = logging.getLogger(__name__)
 
 NORMALIZERS = ("speaker", "none")  # or the path of a saved ProsodyNormalizer JSON
+LABEL_TOKENS = 16  # default generation length when the template asks for the label only
+TAGGED_TOKENS = 128  # ... and when it asks for <think>/<answer> (a rationale, then the label)
 
 __all__ = [
     "NORMALIZERS",

@@ -35,6 +35,7 @@ import torch
 from trl import SFTTrainer
 
 from emollm.errors import ConfigError
+from emollm.inputs import TAGGED_TOKENS
 from emollm.io import write_text_atomic
 from emollm.modeling.adapters import build_inputs_embeds, get_projectors, unwrap_model
 from emollm.training.optim import ProjectorLearningRateMixin
@@ -42,10 +43,9 @@ from emollm.training.resume import EmollmCheckpointMixin
 
 TARGETS = ("label", "reasoning", "evidence")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
-GENERATION_FLOOR = 128  # the reasoner's default for templates that ask for <think>/<answer>
 
 
-def generation_budget(longest_completion: int, floor: int = GENERATION_FLOOR) -> int:
+def generation_budget(longest_completion: int, floor: int = TAGGED_TOKENS) -> int:
     """``max_new_tokens`` for a model trained on completions of up to ``longest_completion`` tokens.
 
     A quarter more than the longest training completion (a description of new audio may run longer than any
